@@ -1,0 +1,195 @@
+"""Find a plugin in a project and work out how to run it.
+
+A plugin's effective definition is its entry under `plugins:` (after `inherit_from`), with the
+environment's override merged on top. Built-in connectors (`tap-files`, `target-duckdb`) run from elt's
+own installation; a plugin with a `pip_url` runs from its venv under `.elt/plugins/<type>/<name>/`;
+anything else must be an executable on PATH.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elt.errors import PluginError, ProjectError
+from elt.project import PLUGIN_TYPES, Project, deep_merge
+
+# name -> plugin type; executables of the same name live next to elt's Python.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "tap-files": "extractors",
+    "target-duckdb": "loaders",
+    "dbt": "utilities",
+}
+
+SECRET_WORDS = ("password", "secret", "token", "private_key", "api_key", "apikey", "credentials")
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A plugin's effective definition in the environment in force."""
+
+    type: str
+    name: str
+    config: dict[str, Any]
+    path: str  # key path of its entry in the project file, for messages
+    variant: str | None = None
+    pip_url: str | None = None
+    namespace: str | None = None
+    executable: str | None = None
+    inherit_from: str | None = None
+    builtin: str | None = None  # name of the built-in plugin it is (or inherits from)
+    select: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    schema: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def load_schema(self) -> str:
+        """Schema its data lands in by default: the namespace, `tap-files` -> `tap_files`."""
+        return (self.namespace or self.name).replace("-", "_").lower()
+
+
+def declared_plugins(project: Project) -> dict[str, tuple[str, int, dict[str, Any]]]:
+    """name -> (type, index, raw entry) for every plugin in the project file."""
+    found: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    for ptype in PLUGIN_TYPES:
+        for index, entry in enumerate((project.data.get("plugins") or {}).get(ptype) or []):
+            found[entry["name"]] = (ptype, index, entry)
+    return found
+
+
+def find_plugin(project: Project, name: str, plugin_type: str | None = None) -> Plugin:
+    """The effective plugin `name`; PluginError (with "did you mean") when it is unknown."""
+    declared = declared_plugins(project)
+    if name not in declared and name not in BUILTIN_PLUGINS:
+        known = sorted(set(declared) | set(BUILTIN_PLUGINS))
+        guess = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"known plugins: {', '.join(known)}"
+        raise PluginError(f"{project.file.name}: unknown plugin '{name}'", hint=hint)
+    plugin = _resolve(project, name, declared, seen=())
+    if plugin_type and plugin.type != plugin_type:
+        raise PluginError(
+            f"{project.where(plugin.path)}: plugin '{name}' is one of the {plugin.type}, "
+            f"expected one of the {plugin_type}"
+        )
+    _check_missing_variables(project, plugin)
+    return plugin
+
+
+def _resolve(
+    project: Project,
+    name: str,
+    declared: dict[str, tuple[str, int, dict[str, Any]]],
+    seen: tuple[str, ...],
+) -> Plugin:
+    if name in seen:
+        chain = " -> ".join((*seen, name))
+        raise ProjectError(f"{project.file.name}: plugins inherit from each other in a loop: {chain}")
+    if name not in declared:
+        if name in BUILTIN_PLUGINS:
+            return Plugin(
+                type=BUILTIN_PLUGINS[name], name=name, config={}, path="plugins", builtin=name
+            )
+        raise PluginError(
+            f"{project.file.name}: plugin '{seen[-1]}' inherits from unknown plugin '{name}'"
+        )
+    ptype, index, entry = declared[name]
+    path = f"plugins.{ptype}[{index}]"
+    parent: Plugin | None = None
+    if entry.get("inherit_from"):
+        parent = _resolve(project, entry["inherit_from"], declared, (*seen, name))
+    override = _environment_override(project, ptype, name)
+    merged = dict(entry)
+    for key, value in override.items():
+        if key == "config":
+            merged["config"] = deep_merge(merged.get("config") or {}, value or {})
+        elif key != "name":
+            merged[key] = value
+    config = deep_merge(parent.config if parent else {}, merged.get("config") or {})
+    builtin = parent.builtin if parent else (name if name in BUILTIN_PLUGINS else None)
+    if merged.get("pip_url"):
+        builtin = None
+    env = {**(parent.env if parent else {}), **{k: str(v) for k, v in (merged.get("env") or {}).items()}}
+    return Plugin(
+        type=ptype,
+        name=name,
+        config=config,
+        path=path,
+        variant=merged.get("variant") or (parent.variant if parent else None),
+        pip_url=merged.get("pip_url") or (parent.pip_url if parent else None),
+        namespace=merged.get("namespace") or (parent.namespace if parent else None),
+        executable=merged.get("executable") or (parent.executable if parent else None),
+        inherit_from=merged.get("inherit_from"),
+        builtin=builtin,
+        select=tuple(merged.get("select") or (parent.select if parent else ())),
+        metadata=deep_merge(parent.metadata if parent else {}, merged.get("metadata") or {}),
+        schema=deep_merge(parent.schema if parent else {}, merged.get("schema") or {}),
+        env=env,
+    )
+
+
+def _environment_override(project: Project, ptype: str, name: str) -> dict[str, Any]:
+    plugins = (project.environment_entry().get("config") or {}).get("plugins") or {}
+    for entry in plugins.get(ptype) or []:
+        if entry.get("name") == name:
+            return dict(entry)
+    return {}
+
+
+def _check_missing_variables(project: Project, plugin: Plugin) -> None:
+    prefix = f"{plugin.path}.config"
+    env_name = project.environment
+    env_index = next(
+        (i for i, e in enumerate(project.data.get("environments") or []) if e.get("name") == env_name),
+        None,
+    )
+    env_prefix = f"environments[{env_index}].config.plugins.{plugin.type}"
+    for miss in project.missing:
+        if miss.path.startswith(prefix) or (
+            env_index is not None and miss.path.startswith(env_prefix)
+        ):
+            raise ProjectError(
+                f"{project.where(miss.path)}: key '{miss.path}': environment variable "
+                f"'{miss.variable}' is not set",
+                hint=f"set it, add it to .env, or give a default: ${{{miss.variable}:-value}}",
+            )
+
+
+def executable_path(project: Project, plugin: Plugin) -> Path:
+    """The program to run for `plugin`; PluginError saying how to fix it when there is none."""
+    command = plugin.executable or plugin.builtin or plugin.name
+    if plugin.pip_url:
+        venv_bin = project.system_dir / "plugins" / plugin.type / plugin.name / "venv" / "bin"
+        candidate = venv_bin / command
+        if candidate.exists():
+            return candidate
+        raise PluginError(
+            f"{project.where(plugin.path)}: plugin '{plugin.name}' is not installed",
+            hint=f"run `elt install {plugin.name}`",
+        )
+    if plugin.builtin:
+        candidate = Path(sys.executable).parent / command
+        if candidate.exists():
+            return candidate
+    found = shutil.which(command)
+    if found:
+        return Path(found)
+    raise PluginError(
+        f"{project.where(plugin.path)}: no executable '{command}' for plugin '{plugin.name}'",
+        hint="give it a pip_url and run `elt install`, or put the executable on PATH",
+    )
+
+
+def secret_values(config: dict[str, Any]) -> set[str]:
+    """Values of settings whose names say they are secret, to be masked in logs and errors."""
+    found: set[str] = set()
+    for key, value in config.items():
+        if isinstance(value, dict):
+            found |= secret_values(value)
+        elif isinstance(value, str) and len(value) >= 4 and any(w in key.lower() for w in SECRET_WORDS):
+            found.add(value)
+    return found

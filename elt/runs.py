@@ -1,0 +1,148 @@
+"""Run history: every `elt sync`, `elt build` and `elt run` is recorded in the system database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from elt.systemdb import connect
+
+
+@dataclass
+class StepRecord:
+    """One step of a run, as stored."""
+
+    position: int
+    name: str
+    kind: str
+    status: str = "running"
+    started_at: str | None = None
+    ended_at: str | None = None
+    seconds: float | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class RunRecord:
+    """One run, as stored."""
+
+    run_id: str
+    kind: str
+    name: str
+    environment: str | None
+    status: str
+    started_at: str
+    ended_at: str | None = None
+    seconds: float | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+class RunLog:
+    """Writes run and step records as they progress."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+
+    def start(self, kind: str, name: str, environment: str | None) -> RunRecord:
+        record = RunRecord(new_run_id(), kind, name, environment, "running", now())
+        with closing(connect(self.db_path)) as conn:
+            conn.execute(
+                "INSERT INTO runs(run_id, kind, name, environment, status, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (record.run_id, kind, name, environment, record.status, record.started_at),
+            )
+        return record
+
+    def finish(
+        self, record: RunRecord, status: str, seconds: float, summary: dict[str, Any], error: str | None
+    ) -> None:
+        record.status, record.seconds, record.summary, record.error = status, seconds, summary, error
+        record.ended_at = now()
+        with closing(connect(self.db_path)) as conn:
+            conn.execute(
+                "UPDATE runs SET status=?, ended_at=?, seconds=?, summary=?, error=? WHERE run_id=?",
+                (status, record.ended_at, seconds, json.dumps(summary), error, record.run_id),
+            )
+
+    def step(self, record: RunRecord, step: StepRecord) -> None:
+        """Insert or update `step` of `record`."""
+        with closing(connect(self.db_path)) as conn:
+            conn.execute(
+                "INSERT INTO steps(run_id, position, name, kind, status, started_at, ended_at, "
+                "seconds, summary, error) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(run_id, position) DO UPDATE SET status=excluded.status, "
+                "ended_at=excluded.ended_at, seconds=excluded.seconds, summary=excluded.summary, "
+                "error=excluded.error",
+                (
+                    record.run_id,
+                    step.position,
+                    step.name,
+                    step.kind,
+                    step.status,
+                    step.started_at,
+                    step.ended_at,
+                    step.seconds,
+                    json.dumps(step.summary),
+                    step.error,
+                ),
+            )
+
+    def recent(self, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first, with their steps."""
+        with closing(connect(self.db_path)) as conn:
+            rows = conn.execute(
+                "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+            records = []
+            for row in rows:
+                steps = conn.execute(
+                    "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (row["run_id"],)
+                ).fetchall()
+                records.append(
+                    RunRecord(
+                        run_id=row["run_id"],
+                        kind=row["kind"],
+                        name=row["name"],
+                        environment=row["environment"],
+                        status=row["status"],
+                        started_at=row["started_at"],
+                        ended_at=row["ended_at"],
+                        seconds=row["seconds"],
+                        summary=json.loads(row["summary"]) if row["summary"] else {},
+                        error=row["error"],
+                        steps=[
+                            StepRecord(
+                                position=s["position"],
+                                name=s["name"],
+                                kind=s["kind"],
+                                status=s["status"],
+                                started_at=s["started_at"],
+                                ended_at=s["ended_at"],
+                                seconds=s["seconds"],
+                                summary=json.loads(s["summary"]) if s["summary"] else {},
+                                error=s["error"],
+                            )
+                            for s in steps
+                        ],
+                    )
+                )
+        return records

@@ -1,0 +1,55 @@
+"""The project's system database (`.elt/elt.db`, SQLite): state, runs and their steps.
+
+SQLite in WAL mode lets a run write while `elt runs` / `elt state` read; every write is one short
+transaction so concurrent processes wait (busy timeout) instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    state_id   TEXT PRIMARY KEY,
+    completed  TEXT,            -- JSON of the last successful run's final state
+    partial    TEXT,            -- JSON of the latest durable state of a run not (yet) complete
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,  -- sync | build | dbt | run
+    name        TEXT NOT NULL,
+    environment TEXT,
+    status      TEXT NOT NULL,  -- running | success | failed
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    seconds     REAL,
+    summary     TEXT,           -- JSON
+    error       TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id     TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    status     TEXT NOT NULL,   -- running | success | failed | skipped
+    started_at TEXT,
+    ended_at   TEXT,
+    seconds    REAL,
+    summary    TEXT,
+    error      TEXT,
+    PRIMARY KEY (run_id, position)
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the system database at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SCHEMA)
+    return conn

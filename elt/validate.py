@@ -1,0 +1,160 @@
+"""Validate a project file against the JSON Schema shipped in the package.
+
+Each problem is reported as `elt.yml:LINE: key 'x.y': expected …, got …`, with a "did you mean" for
+unknown keys that look like a typo of a known one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from elt.yamlfile import LocatedDocument, join_path
+
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "nothing",
+}
+
+
+@cache
+def project_schema() -> dict[str, Any]:
+    """The JSON Schema of elt.yml."""
+    text = resources.files("elt").joinpath("schema/elt.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def validate_document(doc: LocatedDocument) -> list[str]:
+    """Return one located message per problem in `doc` (empty when it is valid)."""
+    if not isinstance(doc.data, dict):
+        return [f"{doc.file.name}:1: expected a mapping of top-level keys, got {_describe(doc.data)}"]
+    validator = jsonschema.Draft202012Validator(project_schema())
+    problems: list[tuple[int, str]] = []
+    for error in validator.iter_errors(doc.data):
+        for path, message in _explain(error):
+            line = doc.line_of(path)
+            where = f"key '{path}': " if path else ""
+            problems.append((line, f"{doc.file.name}:{line}: {where}{message}"))
+    problems.extend(_check_steps(doc))
+    problems.sort(key=lambda p: p[0])
+    return list(dict.fromkeys(message for _, message in problems))
+
+
+def _path_of(parts: Any) -> str:
+    path = ""
+    for part in parts:
+        path = join_path(path, part)
+    return path
+
+
+def _explain(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
+    path = _path_of(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = sorted(schema.get("properties", {}))
+        results = []
+        for key in error.instance:
+            if key in known:
+                continue
+            guess = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"; did you mean '{guess[0]}'?" if guess else ""
+            results.append(
+                (
+                    join_path(path, str(key)),
+                    f"unknown key, expected one of {', '.join(known)}{hint}",
+                )
+            )
+        return results
+    if error.validator == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+        return [(join_path(path, missing), "required key is missing")]
+    if error.validator == "type":
+        expected = error.validator_value
+        names = [expected] if isinstance(expected, str) else list(expected)
+        wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names if n != "null")
+        return [(path, f"expected {wanted}, got {_describe(error.instance)}")]
+    if error.validator == "enum":
+        options = ", ".join(repr(v) for v in error.validator_value)
+        return [(path, f"expected one of {options}, got {_describe(error.instance)}")]
+    if error.validator == "pattern":
+        return [
+            (
+                path,
+                f"expected a name of letters, digits, '_', '.' or '-', got {_describe(error.instance)}",
+            )
+        ]
+    if error.validator == "minItems":
+        return [(path, f"expected at least {error.validator_value} item(s), got an empty list")]
+    return [(path, f"expected {error.message}")]
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string '{shown}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+STEP_TYPES = ("sync", "dbt", "shell")
+
+
+def _check_steps(doc: LocatedDocument) -> list[tuple[int, str]]:
+    """Rules the schema cannot say clearly: one type key per step, unique step names."""
+    problems: list[tuple[int, str]] = []
+    pipelines = doc.data.get("pipelines")
+    if not isinstance(pipelines, dict):
+        return problems
+    for pname, pipeline in pipelines.items():
+        steps = pipeline.get("steps") if isinstance(pipeline, dict) else None
+        if not isinstance(steps, list):
+            continue
+        seen: set[str] = set()
+        for i, step in enumerate(steps):
+            if not isinstance(step, dict):
+                continue
+            path = f"pipelines.{pname}.steps[{i}]"
+            kinds = [k for k in STEP_TYPES if k in step]
+            if len(kinds) != 1:
+                line = doc.line_of(path)
+                got = ", ".join(kinds) if kinds else "none"
+                problems.append(
+                    (
+                        line,
+                        f"{doc.file.name}:{line}: key '{path}': expected exactly one step type "
+                        f"({', '.join(STEP_TYPES)}), got {got}",
+                    )
+                )
+            name = step.get("name")
+            if isinstance(name, str):
+                if name in seen:
+                    line = doc.line_of(f"{path}.name")
+                    problems.append(
+                        (
+                            line,
+                            f"{doc.file.name}:{line}: key '{path}.name': expected a unique step "
+                            f"name, got '{name}' twice",
+                        )
+                    )
+                seen.add(name)
+    return problems

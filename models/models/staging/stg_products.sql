@@ -1,0 +1,19 @@
+-- One row per product: the latest version synced. Prices become exact decimals.
+with versions as (
+    select
+        *,
+        row_number() over (
+            partition by product_id order by updated_at desc, _elt_synced_at desc
+        ) as version_rank
+    from {{ source('tap_files', 'products') }}
+)
+
+select
+    cast(product_id as {{ dbt.type_bigint() }}) as product_id,
+    cast(name as {{ dbt.type_string() }}) as product_name,
+    cast(category as {{ dbt.type_string() }}) as category,
+    cast(price as decimal(18, 2)) as list_price,
+    cast(updated_at as timestamp with time zone) as updated_at,
+    cast(_elt_synced_at as timestamp with time zone) as synced_at
+from versions
+where version_rank = 1
