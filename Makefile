@@ -11,8 +11,9 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv || true
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]' \
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]' \
 	  || $(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m compileall -q elt taps targets >/dev/null
 	touch $@
 
 demo: install

@@ -125,7 +125,7 @@ def sync(obj: Context, tap: str, target: str, full_refresh: bool, select: tuple[
 @click.pass_obj
 def build(obj: Context, dbt_args: tuple[str, ...]) -> None:
     """Run `dbt build` with any dbt selection arguments (e.g. --select marts+)."""
-    _dbt(obj, ["build", *dbt_args])
+    _dbt(obj, ["build", *dbt_args], quiet=True)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -133,21 +133,17 @@ def build(obj: Context, dbt_args: tuple[str, ...]) -> None:
 @click.pass_obj
 def dbt(obj: Context, dbt_args: tuple[str, ...]) -> None:
     """Run any dbt command with the project's profiles (e.g. elt dbt test --select stg_orders)."""
-    _dbt(obj, list(dbt_args))
+    _dbt(obj, list(dbt_args), quiet=False)
 
 
-def _dbt(obj: Context, args: list[str]) -> None:
-    from elt.errors import RunError
+def _dbt(obj: Context, args: list[str], *, quiet: bool) -> None:
     from elt.pipeline import Pipeline, Step, run_pipeline
 
     project = obj.project()
     reporter = _reporter()
-    step = Step(f"dbt-{args[0]}", "dbt", " ".join(_quote(a) for a in args))
-    try:
-        result = run_pipeline(project, Pipeline(f"dbt {args[0]}", (step,)), reporter,
-                              on_node=_print_node)  # fmt: skip
-    except RunError:
-        raise
+    step = Step(f"dbt-{args[0]}", "dbt", " ".join(_quote(a) for a in args), {"quiet": quiet})
+    result = run_pipeline(project, Pipeline(f"dbt {args[0]}", (step,)), reporter,
+                          on_node=_print_node if quiet else None)  # fmt: skip
     outcome = result.steps[0]
     nodes = outcome.summary.get("nodes", {})
     click.echo(f"dbt {args[0]}: {len(nodes)} node(s) done in {outcome.seconds:.1f}s")

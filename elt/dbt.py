@@ -122,9 +122,16 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 def run_dbt(
-    project: Project, args: list[str], on_node: Callable[[NodeResult], None] | None = None
+    project: Project,
+    args: list[str],
+    on_node: Callable[[NodeResult], None] | None = None,
+    *,
+    quiet: bool = True,
 ) -> DbtResult:
     """Run `dbt ARGS` for the project; `on_node` hears of each node as it finishes.
+
+    `quiet` keeps dbt's own console output to errors (elt renders the nodes); `elt dbt` passes
+    dbt's output through instead.
 
     Returns the result even when nodes failed (`success` False); raises RunError when dbt could not run
     at all (bad profile, parse error), with dbt's message.
@@ -133,6 +140,8 @@ def run_dbt(
 
     project_dir, profiles_dir = dbt_dirs(project)
     full = list(args)
+    if quiet and not {"-q", "--quiet", "--log-level"} & set(full):
+        full.insert(0, "--quiet")
     if "--project-dir" not in full:
         full += ["--project-dir", str(project_dir)]
     if "--profiles-dir" not in full:
@@ -168,11 +177,13 @@ def run_dbt(
     seconds = time.monotonic() - started
     if outcome.exception is not None:
         raise RunError(f"dbt {' '.join(args)} could not run: {outcome.exception}")
-    nodes = _node_results(outcome.result)
+    nodes = _node_results(outcome.result, project_dir)
     error = None
     if not outcome.success:
         bad = [n for n in nodes if n.status in ("error", "fail", "runtime error")]
-        error = "; ".join(_describe_failure(n) for n in bad) or "dbt reported a failure"
+        error = "; ".join(_describe_failure(n) for n in bad[:3]) or "dbt reported a failure"
+        if len(bad) > 3:
+            error += f"; and {len(bad) - 3} more failed node(s)"
     return DbtResult(
         command=["dbt", *args], success=bool(outcome.success), seconds=seconds, nodes=nodes,
         error=error,
@@ -202,7 +213,7 @@ def _describe_failure(node: NodeResult) -> str:
     return f"{node.resource_type} '{node.name}' {node.status}{where}): {node.message}"
 
 
-def _node_results(result: Any) -> list[NodeResult]:
+def _node_results(result: Any, project_dir: Path) -> list[NodeResult]:
     nodes: list[NodeResult] = []
     for item in getattr(result, "results", None) or []:
         node = getattr(item, "node", None)
@@ -211,7 +222,6 @@ def _node_results(result: Any) -> list[NodeResult]:
         response = getattr(item, "adapter_response", None) or {}
         rows = response.get("rows_affected") if isinstance(response, dict) else None
         compiled = getattr(node, "compiled_path", None)
-        root = getattr(node, "root_path", None)
         nodes.append(
             NodeResult(
                 unique_id=node.unique_id,
@@ -222,7 +232,7 @@ def _node_results(result: Any) -> list[NodeResult]:
                 message=item.message or None,
                 rows_affected=rows if isinstance(rows, int) and rows >= 0 else None,
                 path=getattr(node, "original_file_path", None),
-                compiled_path=str(Path(root) / compiled) if (compiled and root) else compiled,
+                compiled_path=str(project_dir / compiled) if compiled else None,
             )
         )
     return nodes

@@ -39,7 +39,10 @@ def project_environment(root: Path) -> dict[str, str]:
 
 
 def interpolate(
-    value: Any, variables: Mapping[str, str], path: str = "", missing: list[MissingVariable] | None = None
+    value: Any,
+    variables: Mapping[str, str],
+    path: str = "",
+    missing: list[MissingVariable] | None = None,
 ) -> Any:
     """Replace references in every string inside `value`.
 
@@ -48,9 +51,7 @@ def interpolate(
     expand to "" and are recorded in `missing`, to be reported only if the setting is used.
     """
     if isinstance(value, dict):
-        return {
-            k: interpolate(v, variables, join_path(path, str(k)), missing) for k, v in value.items()
-        }
+        return {k: interpolate(v, variables, join_path(path, str(k)), missing) for k, v in value.items()}
     if isinstance(value, list):
         return [interpolate(v, variables, join_path(path, i), missing) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:

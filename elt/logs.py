@@ -38,7 +38,11 @@ class Reporter:
     """Events and progress of a run, rendered for a terminal or as JSON lines."""
 
     def __init__(
-        self, stream: TextIO | None = None, *, tty: bool | None = None, redact: Redactor | None = None
+        self,
+        stream: TextIO | None = None,
+        *,
+        tty: bool | None = None,
+        redact: Redactor | None = None,
     ) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
@@ -53,7 +57,10 @@ class Reporter:
             if self.tty:
                 self.stream.write(self.redact(message) + "\n")
             else:
-                record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
+                record = {
+                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "event": event,
+                }
                 record.update(fields)
                 record["message"] = message
                 self.stream.write(self.redact(json.dumps(record, default=str)) + "\n")

@@ -208,7 +208,9 @@ def _run_step(
             on_sync(step, result)
         return result.to_json()
     if step.kind == "dbt":
-        dbt_result: DbtResult = run_dbt(project, shlex.split(step.command), on_node)
+        dbt_result: DbtResult = run_dbt(
+            project, shlex.split(step.command), on_node, quiet=step.options.get("quiet", True)
+        )
         if not dbt_result.success:
             raise RunError(f"dbt {step.command}: {dbt_result.error}")
         return {

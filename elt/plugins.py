@@ -91,12 +91,8 @@ def _resolve(
         raise ProjectError(f"{project.file.name}: plugins inherit from each other in a loop: {chain}")
     if name not in declared:
         if name in BUILTIN_PLUGINS:
-            return Plugin(
-                type=BUILTIN_PLUGINS[name], name=name, config={}, path="plugins", builtin=name
-            )
-        raise PluginError(
-            f"{project.file.name}: plugin '{seen[-1]}' inherits from unknown plugin '{name}'"
-        )
+            return Plugin(type=BUILTIN_PLUGINS[name], name=name, config={}, path="plugins", builtin=name)
+        raise PluginError(f"{project.file.name}: plugin '{seen[-1]}' inherits from unknown plugin '{name}'")
     ptype, index, entry = declared[name]
     path = f"plugins.{ptype}[{index}]"
     parent: Plugin | None = None
@@ -113,7 +109,10 @@ def _resolve(
     builtin = parent.builtin if parent else (name if name in BUILTIN_PLUGINS else None)
     if merged.get("pip_url"):
         builtin = None
-    env = {**(parent.env if parent else {}), **{k: str(v) for k, v in (merged.get("env") or {}).items()}}
+    env = {
+        **(parent.env if parent else {}),
+        **{k: str(v) for k, v in (merged.get("env") or {}).items()},
+    }
     return Plugin(
         type=ptype,
         name=name,
@@ -149,9 +148,7 @@ def _check_missing_variables(project: Project, plugin: Plugin) -> None:
     )
     env_prefix = f"environments[{env_index}].config.plugins.{plugin.type}"
     for miss in project.missing:
-        if miss.path.startswith(prefix) or (
-            env_index is not None and miss.path.startswith(env_prefix)
-        ):
+        if miss.path.startswith(prefix) or (env_index is not None and miss.path.startswith(env_prefix)):
             raise ProjectError(
                 f"{project.where(miss.path)}: key '{miss.path}': environment variable "
                 f"'{miss.variable}' is not set",

@@ -97,9 +97,7 @@ def load_project(start: Path | None = None, environment: str | None = None) -> P
     if name and name not in names:
         if environment or os.environ.get(ENVIRONMENT_VARIABLE):
             known = ", ".join(str(n) for n in names) or "none defined"
-            raise ProjectError(
-                f"{file.name}: environment '{name}' is not defined (environments: {known})"
-            )
+            raise ProjectError(f"{file.name}: environment '{name}' is not defined (environments: {known})")
         line = doc.line_of("default_environment")
         raise ProjectError(
             f"{file.name}:{line}: key 'default_environment': expected one of the names under "

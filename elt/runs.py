@@ -73,9 +73,19 @@ class RunLog:
         return record
 
     def finish(
-        self, record: RunRecord, status: str, seconds: float, summary: dict[str, Any], error: str | None
+        self,
+        record: RunRecord,
+        status: str,
+        seconds: float,
+        summary: dict[str, Any],
+        error: str | None,
     ) -> None:
-        record.status, record.seconds, record.summary, record.error = status, seconds, summary, error
+        record.status, record.seconds, record.summary, record.error = (
+            status,
+            seconds,
+            summary,
+            error,
+        )
         record.ended_at = now()
         with closing(connect(self.db_path)) as conn:
             conn.execute(
@@ -109,9 +119,7 @@ class RunLog:
     def recent(self, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first, with their steps."""
         with closing(connect(self.db_path)) as conn:
-            rows = conn.execute(
-                "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
-            ).fetchall()
+            rows = conn.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
             records = []
             for row in rows:
                 steps = conn.execute(

@@ -112,9 +112,7 @@ STATUS_DELAY = {
     "returned": (10 * DAY, 30 * DAY),
     "cancelled": (600, DAY),
 }
-STATUS_MIX = _Weighted.of(
-    {"placed": 4, "shipped": 10, "completed": 66, "returned": 8, "cancelled": 12}
-)
+STATUS_MIX = _Weighted.of({"placed": 4, "shipped": 10, "completed": 66, "returned": 8, "cancelled": 12})
 FULL_PAYMENT_METHODS = _Weighted.of({"card": 70, "bank_transfer": 22, "gift_card": 8})
 ITEMS_PER_ORDER = _Weighted.of({1: 55, 2: 35, 3: 10})
 QUANTITIES = _Weighted.of({1: 70, 2: 20, 3: 10})
@@ -196,8 +194,7 @@ def append_orders(out_dir: Path, count: int) -> int:
         for r in _read_csv(out_dir / "customers.csv")
     ]
     products = [
-        _Product(int(r["product_id"]), _cents(r["price"]))
-        for r in _read_csv(out_dir / "products.csv")
+        _Product(int(r["product_id"]), _cents(r["price"])) for r in _read_csv(out_dir / "products.csv")
     ]
     orders = _read_csv(out_dir / "orders.csv")
     payments = [json.loads(line) for line in _lines(out_dir / "payments.jsonl")]
@@ -205,9 +202,7 @@ def append_orders(out_dir: Path, count: int) -> int:
         raise EltError(f"cannot append orders to {out_dir}: customers.csv or products.csv is empty")
 
     last_order_id = max((int(r["order_id"]) for r in orders), default=0)
-    last_item_id = max(
-        (int(r["order_item_id"]) for r in _read_csv(out_dir / "order_items.csv")), default=0
-    )
+    last_item_id = max((int(r["order_item_id"]) for r in _read_csv(out_dir / "order_items.csv")), default=0)
     last_payment_id = max((int(p["payment_id"]) for p in payments), default=0)
     last_time = max(
         [_parse(r["updated_at"]) for r in orders]
@@ -236,9 +231,7 @@ def append_orders(out_dir: Path, count: int) -> int:
         if status != "cancelled":
             # Paid within seconds, before the next order (at least a minute later) is placed.
             last_payment_id += 1
-            new_payments.append(
-                _payment(last_payment_id, order_id, "card", total, now + rng.randint(1, 30))
-            )
+            new_payments.append(_payment(last_payment_id, order_id, "card", total, now + rng.randint(1, 30)))
 
     _append(out_dir / "orders.csv", new_orders)
     _append(out_dir / "order_items.csv", new_items)
@@ -255,9 +248,7 @@ def _customer_rows(rng: random.Random, count: int) -> list[list[str]]:
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         email = f"{first}.{last}.{customer_id}@example.com".lower()
         country = COUNTRIES.pick(rng)
-        rows.append(
-            [str(customer_id), first, last, email, country, _iso(created_at), _iso(updated_at)]
-        )
+        rows.append([str(customer_id), first, last, email, country, _iso(created_at), _iso(updated_at)])
     return rows
 
 
@@ -337,9 +328,7 @@ def _increasing(rng: random.Random, count: int, start: int, end: int) -> list[in
     return times
 
 
-def _payment(
-    payment_id: int, order_id: int, method: str, cents: int, paid_at: int
-) -> dict[str, object]:
+def _payment(payment_id: int, order_id: int, method: str, cents: int, paid_at: int) -> dict[str, object]:
     return {
         "payment_id": payment_id,
         "order_id": order_id,
@@ -417,9 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, metavar="DIR")
     parser.add_argument("--scale", type=float, default=1.0, help="row-count multiplier (1.0)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (7)")
-    parser.add_argument(
-        "--append-orders", type=int, default=0, metavar="N", help="then append N new orders"
-    )
+    parser.add_argument("--append-orders", type=int, default=0, metavar="N", help="then append N new orders")
     args = parser.parse_args(argv)
     try:
         written = generate(args.out_dir, scale=args.scale, seed=args.seed)

@@ -22,9 +22,7 @@ def create_project(directory: Path, *, force: bool = False, with_data: bool = Tr
     if not force:
         for name in ("elt.yml", "meltano.yml"):
             if (directory / name).exists():
-                raise EltError(
-                    f"{directory / name} already exists", hint="use --force to write over it"
-                )
+                raise EltError(f"{directory / name} already exists", hint="use --force to write over it")
     directory.mkdir(parents=True, exist_ok=True)
     template = Path(str(resources.files("elt").joinpath("templates/project")))
     written: list[Path] = []

@@ -116,8 +116,7 @@ def run_sync(
             tap_args += ["--state", str(_write_json(workdir / "state.json", state))]
         reporter.event(
             "sync_started",
-            f"syncing {tap.name} → {target.name} ({state_id})"
-            + (" — full refresh" if full_refresh else ""),
+            f"syncing {tap.name} → {target.name} ({state_id})" + (" — full refresh" if full_refresh else ""),
             state_id=state_id,
             tap=tap.name,
             target=target.name,
@@ -137,7 +136,7 @@ def run_sync(
         store.complete(state_id, previous.effective)
     seconds = time.monotonic() - started
     streams = {name: StreamStats(relay.rows.get(name, 0)) for name in relay.streams_seen}
-    for name in (wanted or _selected_streams(selected)):
+    for name in wanted or _selected_streams(selected):
         streams.setdefault(name, StreamStats(0))
     return SyncResult(
         state_id=state_id,
@@ -215,9 +214,7 @@ def _discover(
     )
     if proc.returncode != 0:
         tail = _tail_text(proc.stderr)
-        raise RunError(
-            f"{tap.name} failed to discover its streams (exit {proc.returncode}):\n{redact(tail)}"
-        )
+        raise RunError(f"{tap.name} failed to discover its streams (exit {proc.returncode}):\n{redact(tail)}")
     try:
         catalog = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
@@ -245,7 +242,10 @@ def _pipe(
     log: IO[str],
     redact: Redactor,
 ) -> tuple[_Relay, dict[str, Any] | None]:
-    tails: dict[str, deque[str]] = {tap.name: deque(maxlen=_STDERR_TAIL), target.name: deque(maxlen=_STDERR_TAIL)}
+    tails: dict[str, deque[str]] = {
+        tap.name: deque(maxlen=_STDERR_TAIL),
+        target.name: deque(maxlen=_STDERR_TAIL),
+    }
     log_lock = threading.Lock()
     try:
         target_proc = subprocess.Popen(
@@ -328,9 +328,7 @@ def _pipe(
             break
         rows = sum(relay.rows.values())
         if relay.current:
-            reporter.progress(
-                f"  {relay.current}: {rows:,} rows, {meter.rate(rows):,.0f} rows/s"
-            )
+            reporter.progress(f"  {relay.current}: {rows:,} rows, {meter.rate(rows):,.0f} rows/s")
         time.sleep(0.2)
     for thread in threads:
         thread.join(timeout=10)
@@ -350,12 +348,12 @@ def _pipe(
         who = culprit or failures[0]
         code = (target_proc if who == target.name else tap_proc).returncode
         tail = "\n".join("  " + line for line in tails[who]) or "  (no output on stderr)"
-        durable = "state kept at the last point the target made durable" if states else (
-            "no state was saved by this run"
+        durable = (
+            "state kept at the last point the target made durable"
+            if states
+            else ("no state was saved by this run")
         )
-        raise RunError(
-            f"{who} failed ({_describe_exit(code)}); {durable}. Last lines of its stderr:\n{tail}"
-        )
+        raise RunError(f"{who} failed ({_describe_exit(code)}); {durable}. Last lines of its stderr:\n{tail}")
     return relay, (states[-1] if states else None)
 
 

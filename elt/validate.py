@@ -80,12 +80,13 @@ def _explain(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         missing = str(error.message).split("'")[1] if "'" in error.message else error.message
         return [(join_path(path, missing), "required key is missing")]
     if error.validator == "type":
-        expected = error.validator_value
+        expected: Any = error.validator_value
         names = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names if n != "null")
         return [(path, f"expected {wanted}, got {_describe(error.instance)}")]
     if error.validator == "enum":
-        options = ", ".join(repr(v) for v in error.validator_value)
+        choices: Any = error.validator_value
+        options = ", ".join(repr(v) for v in choices)
         return [(path, f"expected one of {options}, got {_describe(error.instance)}")]
     if error.validator == "pattern":
         return [

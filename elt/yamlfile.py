@@ -76,7 +76,7 @@ def _to_python(node: yaml.Node, path: str, lines: dict[str, int], file: Path) ->
                     for k, v in item.items():
                         result.setdefault(k, v)
                 continue
-            key = yaml.SafeLoader.construct_object(yaml.SafeLoader(""), key_node)  # type: ignore[no-untyped-call]
+            key = _scalar(key_node)
             child = join_path(path, str(key))
             if key in result:
                 raise ProjectError(
@@ -87,15 +87,17 @@ def _to_python(node: yaml.Node, path: str, lines: dict[str, int], file: Path) ->
             result[key] = _to_python(value_node, child, lines, file)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _to_python(item, join_path(path, i), lines, file) for i, item in enumerate(node.value)
-        ]
-    loader = yaml.SafeLoader("")
-    try:
-        value = loader.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
-    finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        return [_to_python(item, join_path(path, i), lines, file) for i, item in enumerate(node.value)]
+    value = _scalar(node)
     # Connectors receive config as JSON: dates stay the strings the user wrote.
     if isinstance(value, datetime.date | datetime.datetime):
         return node.value
     return value
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()

@@ -29,7 +29,11 @@ def write_project(tmp_path: Path) -> Callable[[str], Path]:
 
 
 def run_elt(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed `elt` executable as a user would; fail the test with its output if asked."""
     full_env = {**os.environ, **(env or {})}
@@ -40,8 +44,7 @@ def run_elt(
     )  # fmt: skip
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"elt {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\n"
-            f"stderr:\n{proc.stderr}"
+            f"elt {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
 

@@ -161,9 +161,7 @@ def test_same_seed_gives_the_same_bytes_and_another_seed_does_not(tmp_path: Path
 
     for name in FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert (tmp_path / "a" / "orders.csv").read_bytes() != (
-        tmp_path / "c" / "orders.csv"
-    ).read_bytes()
+    assert (tmp_path / "a" / "orders.csv").read_bytes() != (tmp_path / "c" / "orders.csv").read_bytes()
 
 
 def test_scale_one_writes_about_100k_consistent_rows(tmp_path: Path) -> None:
@@ -190,9 +188,7 @@ def test_existing_files_are_kept_and_missing_ones_regenerated_identically(tmp_pa
 
     written = generate(tmp_path, scale=0.02)
 
-    assert written == {name: 0 for name in FILES} | {
-        "payments.jsonl": len(original_payments.splitlines())
-    }
+    assert written == {name: 0 for name in FILES} | {"payments.jsonl": len(original_payments.splitlines())}
     assert (tmp_path / "payments.jsonl").read_bytes() == original_payments
     assert (tmp_path / "customers.csv").read_text().endswith("# edited by hand\n")
     assert generate(tmp_path, scale=0.02) == {name: 0 for name in FILES}
@@ -368,11 +364,7 @@ def test_marts_match_the_generated_data(built_project: BuiltProject) -> None:
     orders = read_rows(data_dir, "orders.csv")
     totals = order_totals(data_dir)
     net_revenue = sum(
-        (
-            totals[int(o["order_id"])]
-            for o in orders
-            if o["status"] not in ("cancelled", "returned")
-        ),
+        (totals[int(o["order_id"])] for o in orders if o["status"] not in ("cancelled", "returned")),
         Decimal(0),
     )
 
@@ -406,6 +398,4 @@ def test_incremental_fct_orders_picks_up_exactly_the_new_orders(
     )
     assert {row[0] for row in rewritten} == new_ids
     assert query(warehouse, "select count(*) from analytics.fct_orders")[0][0] == old_count + 40
-    assert query(warehouse, "select sum(order_count) from analytics.daily_revenue")[0][0] == (
-        old_count + 40
-    )
+    assert query(warehouse, "select sum(order_count) from analytics.daily_revenue")[0][0] == (old_count + 40)

@@ -51,9 +51,7 @@ def test_excluding_a_whole_stream() -> None:
 
 
 def test_only_streams_and_metadata_override() -> None:
-    catalog = select_catalog(
-        CATALOG, [], {"orders"}, metadata={"ord*": {"replication-key": "updated_at"}}
-    )
+    catalog = select_catalog(CATALOG, [], {"orders"}, metadata={"ord*": {"replication-key": "updated_at"}})
     assert selected(catalog) == {"orders": ["email", "id", "name", "updated_at"]}
     orders = catalog["streams"][1]
     root = next(m["metadata"] for m in orders["metadata"] if m["breadcrumb"] == [])

@@ -1,0 +1,273 @@
+"""End to end through the `elt` executable: real connectors, real DuckDB, real dbt."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from elt.sample import append_orders
+from tests.conftest import BIN, run_elt
+
+RAW_TABLES = {
+    "customers": ("customers.csv", "customer_id"),
+    "products": ("products.csv", "product_id"),
+    "orders": ("orders.csv", "order_id"),
+    "order_items": ("order_items.csv", "order_item_id"),
+    "payments": ("payments.jsonl", "payment_id"),
+}
+
+
+def file_rows(path: Path) -> int:
+    with path.open(encoding="utf-8") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return lines - 1 if path.suffix == ".csv" else lines
+
+
+def warehouse(project: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(project / ".elt" / "warehouse.duckdb"), read_only=True)
+
+
+def assert_raw_tables_match_files(project: Path) -> None:
+    with warehouse(project) as db:
+        for table, (file, key) in RAW_TABLES.items():
+            expected = file_rows(project / "data" / file)
+            rows, keys = db.execute(
+                f"select count(*), count(distinct {key}) from tap_files.{table}"
+            ).fetchone()
+            assert (rows, keys) == (expected, expected), table
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    from elt.scaffold import create_project
+
+    project = tmp_path_factory.mktemp("demo") / "shop"
+    create_project(project)
+    return project, run_elt("run", "demo", cwd=project)
+
+
+def test_demo_pipeline_loads_every_row_and_builds_the_models(demo) -> None:
+    project, proc = demo
+    assert "tap-files → target-duckdb:" in proc.stdout
+    assert "✔ demo: 2 step(s) succeeded" in proc.stdout
+    assert_raw_tables_match_files(project)
+    with warehouse(project) as db:
+        types = dict(
+            db.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = 'tap_files' and table_name = 'orders'"
+            ).fetchall()
+        )
+        orders = db.execute("select count(*) from analytics.fct_orders").fetchone()
+    assert types["order_id"] == "BIGINT"
+    assert types["updated_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["_elt_loaded_at"] == types["_elt_synced_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert orders == (file_rows(project / "data" / "orders.csv"),)
+
+
+def test_second_sync_loads_zero_rows(demo) -> None:
+    project, _ = demo
+    proc = run_elt("sync", "tap-files", "target-duckdb", "--format", "json", cwd=project)
+    result = json.loads(proc.stdout)
+    assert result["state_id"] == "dev:tap-files-to-target-duckdb"
+    assert result["rows"] == 0
+    assert set(result["streams"]) == set(RAW_TABLES)
+    assert all(s == {"rows": 0} for s in result["streams"].values())
+    text = run_elt("sync", "tap-files", "target-duckdb", cwd=project).stdout
+    assert "0 new rows, every stream is up to date" in text
+
+
+def test_appended_rows_are_the_only_ones_loaded(demo) -> None:
+    project, _ = demo
+    items_before = file_rows(project / "data" / "order_items.csv")
+    payments_before = file_rows(project / "data" / "payments.jsonl")
+    append_orders(project / "data", 25)
+    proc = run_elt("sync", "tap-files", "target-duckdb", "--format", "json", cwd=project)
+    streams = json.loads(proc.stdout)["streams"]
+    assert streams["orders"] == {"rows": 25}
+    assert streams["order_items"]["rows"] == file_rows(project / "data" / "order_items.csv") - items_before
+    assert streams["payments"]["rows"] == file_rows(project / "data" / "payments.jsonl") - payments_before
+    assert streams["customers"] == streams["products"] == {"rows": 0}
+    assert_raw_tables_match_files(project)
+
+
+def test_full_refresh_reads_everything_without_duplicates(demo) -> None:
+    project, _ = demo
+    proc = run_elt("sync", "tap-files", "target-duckdb", "--full-refresh", "--format", "json", cwd=project)
+    result = json.loads(proc.stdout)
+    assert result["rows"] == sum(file_rows(project / "data" / f) for f, _ in RAW_TABLES.values())
+    assert_raw_tables_match_files(project)
+    one = run_elt(
+        "sync", "tap-files", "target-duckdb", "--full-refresh", "--select", "products",
+        "--format", "json", cwd=project,
+    )  # fmt: skip
+    assert json.loads(one.stdout)["streams"] == {
+        "products": {"rows": file_rows(project / "data" / "products.csv")}
+    }
+    again = run_elt("sync", "tap-files", "target-duckdb", "--format", "json", cwd=project)
+    assert json.loads(again.stdout)["rows"] == 0
+
+
+def test_state_commands(demo) -> None:
+    project, _ = demo
+    listed = json.loads(run_elt("state", "list", "--format", "json", cwd=project).stdout)
+    assert [s["state_id"] for s in listed] == ["dev:tap-files-to-target-duckdb"]
+    state = json.loads(
+        run_elt("state", "get", "dev:tap-files-to-target-duckdb", "--format", "json", cwd=project).stdout
+    )
+    assert set(state["bookmarks"]) == set(RAW_TABLES)
+    run_elt("state", "set", "dev:copy", json.dumps(state), cwd=project)
+    run_elt("state", "clear", "dev:copy", "--stream", "orders", cwd=project)
+    copy = json.loads(run_elt("state", "get", "dev:copy", "--format", "json", cwd=project).stdout)
+    assert set(copy["bookmarks"]) == set(RAW_TABLES) - {"orders"}
+    run_elt("state", "clear", "dev:copy", cwd=project)
+    missing = run_elt("state", "get", "dev:copy", cwd=project, check=False)
+    assert missing.returncode == 2
+    assert "no state for state id 'dev:copy'" in missing.stderr
+
+
+def test_run_blocks_in_meltano_style(demo) -> None:
+    """A sync after a dbt step in the same run can open the warehouse dbt used."""
+    project, _ = demo
+    proc = run_elt(
+        "run", "tap-files", "target-duckdb", "dbt:run", "tap-files", "target-duckdb",
+        "--format", "json", cwd=project,
+    )  # fmt: skip
+    result = json.loads(proc.stdout)
+    assert [(s["kind"], s["status"]) for s in result["steps"]] == [
+        ("sync", "success"),
+        ("dbt", "success"),
+        ("sync", "success"),
+    ]
+    history = json.loads(run_elt("runs", "--format", "json", "--limit", "1", cwd=project).stdout)
+    assert history[0]["run_id"] == result["run_id"]
+    assert [s["status"] for s in history[0]["steps"]] == ["success", "success", "success"]
+
+
+def test_failing_dbt_model_names_the_model_and_exits_1(demo) -> None:
+    project, _ = demo
+    broken = project / "models" / "models" / "broken_model.sql"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text("select no_such_column from {{ ref('fct_orders') }}\n")
+    try:
+        proc = run_elt("build", "--select", "broken_model", cwd=project, check=False)
+    finally:
+        broken.unlink()
+    assert proc.returncode == 1
+    assert "model 'broken_model' error" in proc.stderr
+    assert "broken_model.sql" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "elt.yml").write_text("version: 1\nplugins:\n  extractors:\n    - nmae: tap-files\n")
+    proc = run_elt("sync", "tap-files", "target-duckdb", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "elt.yml:4: key 'plugins.extractors[0].nmae': unknown key" in proc.stderr
+    assert "did you mean 'name'?" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (tmp_path / "elt.yml").write_text("version: 1\n")
+    proc = run_elt("sync", "tap-filez", "target-duckdb", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "unknown plugin 'tap-filez'" in proc.stderr and "did you mean 'tap-files'?" in proc.stderr
+
+
+def test_missing_data_file_fails_the_run_with_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "elt.yml").write_text(
+        "version: 1\nplugins:\n  extractors:\n    - name: tap-files\n      config:\n"
+        "        files: [{entity: orders, path: nowhere/orders.csv}]\n"
+    )
+    proc = run_elt("sync", "tap-files", "target-duckdb", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "tap-files" in proc.stderr and "nowhere/orders.csv" in proc.stderr
+    assert "Traceback" not in proc.stderr.split("Last lines")[0]
+
+
+def test_elt_init_scaffolds_a_valid_project(tmp_path: Path) -> None:
+    proc = run_elt("init", "new", cwd=tmp_path)
+    assert "Created an elt project in new/" in proc.stdout
+    for name in ("elt.yml", ".gitignore", ".env.example", "models/dbt_project.yml",
+                 "profiles/profiles.yml", "data/orders.csv"):  # fmt: skip
+        assert (tmp_path / "new" / name).is_file(), name
+    assert "is valid" in run_elt("validate", cwd=tmp_path / "new").stdout
+    again = run_elt("init", "new", cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def write_events(path: Path, first: int, count: int) -> None:
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if first == 1:
+            writer.writerow(["id", "updated_at", "amount", "note"])
+        for i in range(first, first + count):
+            writer.writerow([i, (base + timedelta(seconds=i)).isoformat(), i * 1.5, f"event {i}"])
+
+
+def test_target_killed_mid_run_resumes_from_the_last_durable_point(tmp_path: Path) -> None:
+    """Kill -9 the target once it has made a batch durable; the rerun loads every row exactly once."""
+    total = 150_000
+    write_events(tmp_path / "events.csv", 1, total)
+    (tmp_path / "elt.yml").write_text(
+        "version: 1\nplugins:\n  extractors:\n    - name: tap-files\n      config:\n"
+        "        files: [{entity: events, path: events.csv, keys: [id], replication_key: id}]\n"
+        "  loaders:\n    - name: target-duckdb\n"
+        "      config: {path: .elt/warehouse.duckdb, batch_size_rows: 5000, load_method: upsert}\n"
+    )
+    env = {**os.environ}
+    env.pop("ELT_ENVIRONMENT", None)
+    sync = subprocess.Popen(
+        [str(BIN / "elt"), "sync", "tap-files", "target-duckdb", "--format", "json"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    db = tmp_path / ".elt" / "elt.db"
+    deadline = time.monotonic() + 120
+    partial = None
+    while time.monotonic() < deadline and sync.poll() is None:
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                try:
+                    row = conn.execute("select partial from state").fetchone()
+                except sqlite3.OperationalError:  # the run has not created its tables yet
+                    row = None
+            if row and row[0]:
+                partial = json.loads(row[0])
+                break
+        time.sleep(0.05)
+    assert partial is not None, "the target never reported a durable point"
+    target_pids = subprocess.run(
+        ["pgrep", "-f", f"{tmp_path}/.elt/run/.*target.config.json"], capture_output=True, text=True
+    ).stdout.split()
+    assert target_pids, "target process not found"
+    for pid in target_pids:
+        os.kill(int(pid), signal.SIGKILL)
+    _, stderr = sync.communicate(timeout=60)
+    assert sync.returncode == 1
+    assert "target-duckdb failed (killed by SIGKILL)" in stderr
+    assert "state kept at the last point the target made durable" in stderr
+
+    with sqlite3.connect(db) as conn:
+        kept = json.loads(conn.execute("select partial from state").fetchone()[0])
+    bookmark = kept["bookmarks"]["events"]["replication_key_value"]
+    with duckdb.connect(str(tmp_path / ".elt" / "warehouse.duckdb"), read_only=True) as con:
+        loaded_ids = con.execute("select max(id) from tap_files.events").fetchone()[0]
+    assert bookmark <= loaded_ids < total  # state never claims more than what is durable
+
+    rerun = run_elt("sync", "tap-files", "target-duckdb", "--format", "json", cwd=tmp_path)
+    resumed = json.loads(rerun.stdout)["rows"]
+    assert 0 < resumed < total  # it resumed instead of starting over
+    with duckdb.connect(str(tmp_path / ".elt" / "warehouse.duckdb"), read_only=True) as con:
+        rows, keys, low, high = con.execute(
+            "select count(*), count(distinct id), min(id), max(id) from tap_files.events"
+        ).fetchone()
+    assert (rows, keys, low, high) == (total, total, 1, total)
