@@ -25,6 +25,12 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "dbt": "utilities",
 }
 
+# Where the settings schema of each built-in connector is declared.
+BUILTIN_CLASSES: dict[str, tuple[str, str]] = {
+    "tap-files": ("taps.tap_files.tap", "TapFiles"),
+    "target-duckdb": ("targets.target_duckdb.target", "TargetDuckDB"),
+}
+
 SECRET_WORDS = ("password", "secret", "token", "private_key", "api_key", "apikey", "credentials")
 
 
@@ -190,3 +196,26 @@ def secret_values(config: dict[str, Any]) -> set[str]:
         elif isinstance(value, str) and len(value) >= 4 and any(w in key.lower() for w in SECRET_WORDS):
             found.add(value)
     return found
+
+
+def check_builtin_config(project: Project, plugin: Plugin) -> None:
+    """Validate a built-in connector's config before it runs, with the project file's lines.
+
+    A wrong setting is the user's mistake in elt.yml: it is reported like any other validation error
+    (exit 2), not as the connector's failure at run time.
+    """
+    if plugin.builtin not in BUILTIN_CLASSES:
+        return
+    import importlib
+
+    from elt.errors import ValidationError
+    from elt.validate import validate_settings
+    from elt.yamlfile import LocatedDocument
+
+    module, cls = BUILTIN_CLASSES[plugin.builtin]
+    schema = getattr(importlib.import_module(module), cls).config_jsonschema
+    lines = LocatedDocument(project.file, project.data, project.lines)
+    base = plugin.path if plugin.path != "plugins" else f"plugins.{plugin.name}"
+    problems = validate_settings(project.file.name, lines, f"{base}.config", plugin.config, schema)
+    if problems:
+        raise ValidationError(problems)

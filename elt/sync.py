@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from elt.errors import EltError, PluginError, RunError
 from elt.logs import RateMeter, Redactor, Reporter
-from elt.plugins import Plugin, executable_path, find_plugin, secret_values
+from elt.plugins import Plugin, check_builtin_config, executable_path, find_plugin, secret_values
 from elt.project import Project
 from elt.singer import select_catalog, stream_names
 from elt.state import StateStore, state_id_for, without_streams
@@ -84,6 +84,8 @@ def run_sync(
     """Sync `tap_name` into `target_name`; raise RunError (state kept at the durable point) on failure."""
     tap = find_plugin(project, tap_name, "extractors")
     target = find_plugin(project, target_name, "loaders")
+    check_builtin_config(project, tap)
+    check_builtin_config(project, target)
     tap_exe, target_exe = executable_path(project, tap), executable_path(project, target)
     redact = Redactor(secret_values(tap.config) | secret_values(target.config))
     reporter = reporter or Reporter(redact=redact)

@@ -42,7 +42,7 @@ def validate_document(doc: LocatedDocument) -> list[str]:
     validator = jsonschema.Draft202012Validator(project_schema())
     problems: list[tuple[int, str]] = []
     for error in validator.iter_errors(doc.data):
-        for path, message in _explain(error):
+        for path, message in explain_error(error):
             line = doc.line_of(path)
             where = f"key '{path}': " if path else ""
             problems.append((line, f"{doc.file.name}:{line}: {where}{message}"))
@@ -51,15 +51,25 @@ def validate_document(doc: LocatedDocument) -> list[str]:
     return list(dict.fromkeys(message for _, message in problems))
 
 
-def _path_of(parts: Any) -> str:
-    path = ""
-    for part in parts:
+def validate_settings(
+    doc_name: str, lines: LocatedDocument, prefix: str, value: dict[str, Any], schema: dict[str, Any]
+) -> list[str]:
+    """Check a plugin's `config` (at key path `prefix`) against the plugin's settings schema."""
+    validator = jsonschema.Draft7Validator(schema)
+    problems: list[tuple[int, str]] = []
+    for error in validator.iter_errors(value):
+        for path, message in explain_error(error, prefix):
+            line = lines.line_of(path)
+            problems.append((line, f"{doc_name}:{line}: key '{path}': {message}"))
+    problems.sort(key=lambda p: p[0])
+    return list(dict.fromkeys(message for _, message in problems))
+
+
+def explain_error(error: jsonschema.ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """(key path, "expected …, got …") for one schema violation; `prefix` roots the path."""
+    path = prefix
+    for part in error.absolute_path:
         path = join_path(path, part)
-    return path
-
-
-def _explain(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
-    path = _path_of(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = sorted(schema.get("properties", {}))
@@ -95,6 +105,10 @@ def _explain(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
                 f"expected a name of letters, digits, '_', '.' or '-', got {_describe(error.instance)}",
             )
         ]
+    if error.validator in ("minLength", "maxLength"):
+        return [(path, f"expected {error.message.split(' is ', 1)[-1]}, got {_describe(error.instance)}")]
+    if error.validator == "anyOf" and isinstance(error.instance, str):
+        return [(path, f"expected one of the allowed forms, got {_describe(error.instance)}")]
     if error.validator == "minItems":
         return [(path, f"expected at least {error.validator_value} item(s), got an empty list")]
     return [(path, f"expected {error.message}")]

@@ -216,3 +216,37 @@ def test_meltano_project_is_found_when_there_is_no_elt_yml(write_project) -> Non
     plugin = find_plugin(project, "tap-github")
     assert plugin.config == {"start_date": "2024-01-01"}
     assert plugin.select == ("issues.*",)
+
+
+def test_wrong_connector_setting_type_is_a_located_validation_error(write_project) -> None:
+    from elt.plugins import check_builtin_config
+
+    root = write_project(
+        """
+        version: 1
+        plugins:
+          extractors:
+            - name: tap-files
+              config:
+                files:
+                  - {entity: orders, path: orders.csv, keys: order_id}
+          loaders:
+            - name: target-duckdb
+              config:
+                path: w.duckdb
+                batch_size_rows: lots
+        """
+    )
+    project = load_project(root)
+    with pytest.raises(ValidationError) as info:
+        check_builtin_config(project, find_plugin(project, "tap-files"))
+    assert str(info.value) == (
+        "elt.yml:7: key 'plugins.extractors[0].config.files[0].keys': expected a list, "
+        "got string 'order_id'"
+    )
+    with pytest.raises(ValidationError) as info:
+        check_builtin_config(project, find_plugin(project, "target-duckdb"))
+    assert str(info.value) == (
+        "elt.yml:12: key 'plugins.loaders[0].config.batch_size_rows': expected an integer, "
+        "got string 'lots'"
+    )
