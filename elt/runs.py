@@ -125,32 +125,19 @@ class RunLog:
                 steps = conn.execute(
                     "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (row["run_id"],)
                 ).fetchall()
-                records.append(
-                    RunRecord(
-                        run_id=row["run_id"],
-                        kind=row["kind"],
-                        name=row["name"],
-                        environment=row["environment"],
-                        status=row["status"],
-                        started_at=row["started_at"],
-                        ended_at=row["ended_at"],
-                        seconds=row["seconds"],
-                        summary=json.loads(row["summary"]) if row["summary"] else {},
-                        error=row["error"],
-                        steps=[
-                            StepRecord(
-                                position=s["position"],
-                                name=s["name"],
-                                kind=s["kind"],
-                                status=s["status"],
-                                started_at=s["started_at"],
-                                ended_at=s["ended_at"],
-                                seconds=s["seconds"],
-                                summary=json.loads(s["summary"]) if s["summary"] else {},
-                                error=s["error"],
-                            )
-                            for s in steps
-                        ],
-                    )
-                )
+                run = RunRecord(**_fields(row, exclude={"summary"}), summary=_json(row["summary"]))
+                run.steps = [
+                    StepRecord(**_fields(s, exclude={"summary", "run_id"}), summary=_json(s["summary"]))
+                    for s in steps
+                ]
+                records.append(run)
         return records
+
+
+def _fields(row: Any, exclude: set[str]) -> dict[str, Any]:
+    # sqlite3.Row iterates over values; its keys come from keys().
+    return {key: row[key] for key in row.keys() if key not in exclude}  # noqa: SIM118
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}

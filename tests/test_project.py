@@ -241,12 +241,10 @@ def test_wrong_connector_setting_type_is_a_located_validation_error(write_projec
     with pytest.raises(ValidationError) as info:
         check_builtin_config(project, find_plugin(project, "tap-files"))
     assert str(info.value) == (
-        "elt.yml:7: key 'plugins.extractors[0].config.files[0].keys': expected a list, "
-        "got string 'order_id'"
+        "elt.yml:7: key 'plugins.extractors[0].config.files[0].keys': expected a list, got string 'order_id'"
     )
     with pytest.raises(ValidationError) as info:
         check_builtin_config(project, find_plugin(project, "target-duckdb"))
     assert str(info.value) == (
-        "elt.yml:12: key 'plugins.loaders[0].config.batch_size_rows': expected an integer, "
-        "got string 'lots'"
+        "elt.yml:12: key 'plugins.loaders[0].config.batch_size_rows': expected an integer, got string 'lots'"
     )

@@ -1,7 +1,7 @@
 """The demo e-commerce project: the sample-data generator and the dbt project built on its data.
 
 The dbt tests load the generated files into a real DuckDB warehouse the way `elt sync` lays them out
-(docs/CONTRACTS.md: schema `tap_files`, JSON-Schema types, `_elt_*` columns) and run the real
+(docs/connectors.md: schema `tap_files`, JSON-Schema types, `_elt_*` columns) and run the real
 `models/` project through dbt's Python entry point with the real `profiles/profiles.yml`.
 """
 
@@ -243,7 +243,7 @@ def test_cli_prints_one_line_per_file(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def load_raw_tables(warehouse: Path, data_dir: Path, tables: list[str]) -> None:
-    """(Re)load raw tables with the exact column types of CONTRACTS.md; nothing is sniffed."""
+    """(Re)load raw tables with the exact column types of docs/connectors.md; nothing is sniffed."""
     with duckdb.connect(str(warehouse)) as con:
         con.execute("create schema if not exists tap_files")
         for table in tables:

@@ -2,5 +2,5 @@
 
 `target-duckdb --config C.json` reads Singer messages and loads every batch as an Arrow table in one
 DuckDB transaction; it writes a STATE message to stdout only after every row before it is committed.
-The raw-table contract it implements is in docs/CONTRACTS.md.
+The raw-table contract it implements is in docs/connectors.md.
 """

@@ -210,7 +210,7 @@ class LoaderSettings:
         """(schema, table) a stream loads into.
 
         The table is the stream name lower-cased with every character outside `[a-z0-9_]` as `_`
-        (docs/CONTRACTS.md); a `<source_schema>-<table>` stream whose source schema is in
+        (docs/connectors.md); a `<source_schema>-<table>` stream whose source schema is in
         `schema_mapping` loads `<table>` into the mapped schema.
         """
         source, dash, rest = stream_name.partition("-")

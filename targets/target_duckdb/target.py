@@ -66,7 +66,7 @@ class SingerLineReader(SingerReader):
 
 
 class TargetDuckDB(Target):
-    """Loads Singer streams into DuckDB tables, per docs/CONTRACTS.md."""
+    """Loads Singer streams into DuckDB tables, per docs/connectors.md."""
 
     name = "target-duckdb"
     config_jsonschema = CONFIG_JSONSCHEMA

@@ -1,6 +1,6 @@
 """JSON Schema property -> DuckDB column type, and how column types widen as a schema evolves.
 
-The table of types is the raw-table contract (docs/CONTRACTS.md): integer BIGINT, number DOUBLE,
+The table of types is the raw-table contract (docs/connectors.md): integer BIGINT, number DOUBLE,
 string VARCHAR, string/date-time TIMESTAMPTZ, string/date DATE, string/time TIME, boolean BOOLEAN,
 object/array JSON. A property with several types (`["integer", "string"]`, `anyOf`) gets the
 narrowest type that holds all of them; a property with no type at all holds any JSON value.

@@ -1,11 +1,6 @@
 -- One row per customer: the latest version synced, with explicit types and names.
 with versions as (
-    select
-        *,
-        row_number() over (
-            partition by customer_id order by updated_at desc, _elt_synced_at desc
-        ) as version_rank
-    from {{ source('tap_files', 'customers') }}
+    {{ latest_version(source('tap_files', 'customers'), 'customer_id', 'updated_at desc, _elt_synced_at desc') }}
 )
 
 select
@@ -18,4 +13,3 @@ select
     cast(updated_at as timestamp with time zone) as updated_at,
     cast(_elt_synced_at as timestamp with time zone) as synced_at
 from versions
-where version_rank = 1

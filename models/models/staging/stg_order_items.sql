@@ -1,11 +1,6 @@
 -- One row per order line. Items are never updated, so a re-synced line is a plain duplicate.
 with versions as (
-    select
-        *,
-        row_number() over (
-            partition by order_item_id order by _elt_synced_at desc
-        ) as version_rank
-    from {{ source('tap_files', 'order_items') }}
+    {{ latest_version(source('tap_files', 'order_items'), 'order_item_id', '_elt_synced_at desc') }}
 )
 
 select
@@ -17,4 +12,3 @@ select
     cast(quantity * cast(unit_price as decimal(18, 2)) as decimal(18, 2)) as line_total,
     cast(_elt_synced_at as timestamp with time zone) as synced_at
 from versions
-where version_rank = 1

@@ -1,11 +1,6 @@
 -- One row per order: the latest status synced.
 with versions as (
-    select
-        *,
-        row_number() over (
-            partition by order_id order by updated_at desc, _elt_synced_at desc
-        ) as version_rank
-    from {{ source('tap_files', 'orders') }}
+    {{ latest_version(source('tap_files', 'orders'), 'order_id', 'updated_at desc, _elt_synced_at desc') }}
 )
 
 select
@@ -16,4 +11,3 @@ select
     cast(updated_at as timestamp with time zone) as updated_at,
     cast(_elt_synced_at as timestamp with time zone) as synced_at
 from versions
-where version_rank = 1

@@ -1,11 +1,6 @@
 -- One row per payment; amounts become exact decimals so that they add up to order totals.
 with versions as (
-    select
-        *,
-        row_number() over (
-            partition by payment_id order by _elt_synced_at desc
-        ) as version_rank
-    from {{ source('tap_files', 'payments') }}
+    {{ latest_version(source('tap_files', 'payments'), 'payment_id', '_elt_synced_at desc') }}
 )
 
 select
@@ -16,4 +11,3 @@ select
     cast(paid_at as timestamp with time zone) as paid_at,
     cast(_elt_synced_at as timestamp with time zone) as synced_at
 from versions
-where version_rank = 1
