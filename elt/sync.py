@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,7 +33,7 @@ from elt.singer import select_catalog, stream_names
 from elt.state import StateStore, state_id_for, without_streams
 
 _STREAM = re.compile(rb'"stream"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_STDERR_TAIL = 20
+_STDERR_TAIL = 200
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,14 @@ def run_sync(
     workdir = project.system_dir / "run" / re.sub(r"[^A-Za-z0-9_.-]", "_", state_id)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True, mode=0o700)
-    log_file = log_file or (project.system_dir / "logs" / f"{workdir.name}.log")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    log_file = log_file or (project.system_dir / "logs" / workdir.name / f"{stamp}.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         env = _process_env(project, tap, target)
         tap_config = _write_json(workdir / "tap.config.json", tap.config)
         target_config = _write_json(workdir / "target.config.json", _target_config(tap, target))
-        catalog = _discover(tap, tap_exe, tap_config, env, project.root, redact)
+        catalog = _discover(tap, tap_exe, tap_config, env, project.root, redact, log_file)
         known = stream_names(catalog)
         wanted = _match_streams(select, known, tap.name) if select else None
         selected = select_catalog(catalog, tap.select, wanted, tap.metadata, tap.schema)
@@ -205,7 +207,7 @@ def _write_json(path: Path, value: Any) -> Path:
 
 
 def _discover(
-    tap: Plugin, exe: Path, config: Path, env: dict[str, str], cwd: Path, redact: Redactor
+    tap: Plugin, exe: Path, config: Path, env: dict[str, str], cwd: Path, redact: Redactor, log_file: Path
 ) -> dict[str, Any]:
     proc = subprocess.run(
         [str(exe), "--config", str(config), "--discover"],
@@ -214,9 +216,14 @@ def _discover(
         capture_output=True,
         check=False,
     )
+    lines = [redact(line) for line in proc.stderr.decode("utf-8", "replace").splitlines()]
+    with log_file.open("a", encoding="utf-8") as log:
+        log.writelines(f"{tap.name} | {line}\n" for line in lines)
     if proc.returncode != 0:
-        tail = _tail_text(proc.stderr)
-        raise RunError(f"{tap.name} failed to discover its streams (exit {proc.returncode}):\n{redact(tail)}")
+        raise RunError(
+            f"{tap.name} failed to discover its streams (exit {proc.returncode}):\n"
+            f"{summarize_stderr(lines)}\n  full output: {log_file}"
+        )
     try:
         catalog = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
@@ -226,9 +233,27 @@ def _discover(
     return catalog
 
 
-def _tail_text(data: bytes, lines: int = _STDERR_TAIL) -> str:
-    text = data.decode("utf-8", "replace").rstrip().splitlines()
-    return "\n".join("  " + line for line in text[-lines:])
+_EXCEPTION_CLASS = re.compile(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Za-z_]\w*(?:Error|Exception|Exit)\b)")
+
+
+_CHATTER = re.compile(r"\|\s*(?:INFO|DEBUG)\s*\|")
+
+
+def summarize_stderr(lines: list[str] | deque[str], keep: int = 8) -> str:
+    """The last lines of a connector's stderr without Python traceback frames, indented.
+
+    Frames (indented lines, "Traceback …" headers) say where in the connector's code it failed,
+    which helps its authors, not its users; the exception line itself says what went wrong.
+    """
+    kept = [
+        _EXCEPTION_CLASS.sub("", line)
+        for line in lines
+        if line.strip()
+        and not line[:1].isspace()
+        and not line.startswith(("Traceback (most recent call last)", "During handling", "The above"))
+        and not _CHATTER.search(line)
+    ]
+    return "\n".join("  " + line for line in kept[-keep:]) or "  (no output on stderr)"
 
 
 def _pipe(
@@ -349,7 +374,7 @@ def _pipe(
     if failures or culprit:
         who = culprit or failures[0]
         code = (target_proc if who == target.name else tap_proc).returncode
-        tail = "\n".join("  " + line for line in tails[who]) or "  (no output on stderr)"
+        tail = summarize_stderr(tails[who]) + f"\n  full output: {log.name}"
         durable = (
             "state kept at the last point the target made durable"
             if states

@@ -76,7 +76,7 @@ def test_failing_tap_is_named_and_its_secrets_are_masked(tmp_path: Path) -> None
     assert "connection refused with config" in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout
     assert "****" in proc.stderr
-    logs = "".join(p.read_text() for p in (tmp_path / ".elt" / "logs").iterdir())
+    logs = "".join(p.read_text() for p in (tmp_path / ".elt" / "logs").rglob("*.log"))
     assert "connection refused" in logs and SECRET not in logs
     history = run_elt("runs", "--format", "json", cwd=tmp_path).stdout
     assert "tap-things failed" in history and SECRET not in history
