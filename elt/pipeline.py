@@ -197,13 +197,18 @@ def _run_step(
     if step.kind == "sync":
         names = step.command.split()
         if len(names) < 2:
-            raise EltError(f"step '{step.name}': sync needs 'TAP TARGET', got '{step.command}'")
-        if len(names) > 2:
-            raise EltError(f"step '{step.name}': mappers in a sync are not supported yet")
+            raise EltError(f"step '{step.name}': sync needs 'TAP [MAPPER...] TARGET', got '{step.command}'")
+        timeout = step.options.get("timeout")
         result = run_sync(
-            project, names[0], names[-1], reporter=reporter,
+            project,
+            names[0],
+            names[-1],
+            mappers=tuple(names[1:-1]),
+            reporter=reporter,
             full_refresh=bool(step.options.get("full_refresh")),
-        )  # fmt: skip
+            state_strategy=str(step.options.get("state_strategy", "auto")),
+            timeout=float(timeout) if timeout is not None else None,
+        )
         if on_sync:
             on_sync(step, result)
         return result.to_json()

@@ -11,29 +11,28 @@ lines, and the state stays at the last point the target made durable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from elt.errors import EltError, PluginError, RunError
-from elt.logs import RateMeter, Redactor, Reporter
+from elt.chain import Stage, run_chain, summarize_stderr
+from elt.errors import EltError, RunError
+from elt.logs import Redactor, Reporter
 from elt.plugins import Plugin, check_builtin_config, executable_path, find_plugin, secret_values
 from elt.project import Project
 from elt.singer import select_catalog, stream_names
 from elt.state import StateStore, state_id_for, without_streams
 
-_STREAM = re.compile(rb'"stream"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_STDERR_TAIL = 200
+STATE_STRATEGIES = ("auto", "merge", "overwrite")
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ class SyncResult:
     seconds: float
     state: dict[str, Any] | None = None
     log_file: str | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,51 +61,58 @@ class SyncResult:
         }
 
 
-@dataclass
-class _Relay:
-    """Counters shared between the relay thread and the progress ticker."""
-
-    rows: dict[str, int] = field(default_factory=dict)
-    streams_seen: list[str] = field(default_factory=list)
-    current: str | None = None
-    error: BaseException | None = None
-    broken_pipe: bool = False
-
-
 def run_sync(
     project: Project,
     tap_name: str,
     target_name: str,
     *,
+    mappers: tuple[str, ...] = (),
     full_refresh: bool = False,
     select: tuple[str, ...] = (),
+    state_strategy: str = "auto",
+    refresh_catalog: bool = False,
+    timeout: float | None = None,
+    wait: bool = False,
     reporter: Reporter | None = None,
     log_file: Path | None = None,
 ) -> SyncResult:
-    """Sync `tap_name` into `target_name`; raise RunError (state kept at the durable point) on failure."""
+    """Sync `tap_name` [through `mappers`] into `target_name`, resuming from its state bookmarks.
+
+    `state_strategy` says what the run's final state does to the stored one: `overwrite` replaces it,
+    `merge` merges it in (bookmarks of streams this run did not touch stay), `auto` merges for a run
+    restricted with `select` and overwrites otherwise. Raises RunError on failure, with the state kept
+    at the last point the target made durable.
+    """
+    if state_strategy not in STATE_STRATEGIES:
+        raise EltError(
+            f"unknown state strategy '{state_strategy}', expected one of {', '.join(STATE_STRATEGIES)}"
+        )
     tap = find_plugin(project, tap_name, "extractors")
+    mapper_plugins = [find_plugin(project, name, "mappers") for name in mappers]
     target = find_plugin(project, target_name, "loaders")
-    check_builtin_config(project, tap)
-    check_builtin_config(project, target)
-    tap_exe, target_exe = executable_path(project, tap), executable_path(project, target)
-    redact = Redactor(secret_values(tap.config) | secret_values(target.config))
-    reporter = reporter or Reporter(redact=redact)
-    reporter.redact.add(redact.secrets)
+    for plugin in (tap, *mapper_plugins, target):
+        check_builtin_config(project, plugin)
+    executables = [executable_path(project, p) for p in (tap, *mapper_plugins, target)]
+    secrets: set[str] = set()
+    for plugin in (tap, *mapper_plugins, target):
+        secrets |= secret_values(plugin.config)
+    reporter = reporter or Reporter()
+    reporter.redact.add(secrets)
+    redact = reporter.redact
     state_id = state_id_for(project.environment, tap.name, target.name)
     store = StateStore(project.system_db)
     started = time.monotonic()
 
     workdir = project.system_dir / "run" / re.sub(r"[^A-Za-z0-9_.-]", "_", state_id)
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True, mode=0o700)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     log_file = log_file or (project.system_dir / "logs" / workdir.name / f"{stamp}.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, mode=0o700)
     try:
         env = _process_env(project, tap, target)
         tap_config = _write_json(workdir / "tap.config.json", tap.config)
-        target_config = _write_json(workdir / "target.config.json", _target_config(tap, target))
-        catalog = _discover(tap, tap_exe, tap_config, env, project.root, redact, log_file)
+        catalog = _catalog(project, tap, executables[0], tap_config, env, redact, log_file, refresh_catalog)
         known = stream_names(catalog)
         wanted = _match_streams(select, known, tap.name) if select else None
         selected = select_catalog(catalog, tap.select, wanted, tap.metadata, tap.schema)
@@ -115,40 +122,60 @@ def run_sync(
         state: dict[str, Any] = {} if previous is None else previous.effective
         if full_refresh:
             state = without_streams(state, wanted) if wanted else {}
-        tap_args = [str(tap_exe), "--config", str(tap_config), "--catalog", str(catalog_file)]
+        stages = [
+            Stage(
+                tap.name, [str(executables[0]), "--config", str(tap_config), "--catalog", str(catalog_file)]
+            )
+        ]
         if state:
-            tap_args += ["--state", str(_write_json(workdir / "state.json", state))]
+            stages[0].args.extend(["--state", str(_write_json(workdir / "state.json", state))])
+        for index, mapper in enumerate(mapper_plugins):
+            config = _write_json(workdir / f"mapper{index}.config.json", mapper.config)
+            stages.append(Stage(mapper.name, [str(executables[1 + index]), "--config", str(config)]))
+        target_config = _write_json(workdir / "target.config.json", _target_config(tap, target))
+        stages.append(Stage(target.name, [str(executables[-1]), "--config", str(target_config)]))
         reporter.event(
             "sync_started",
-            f"syncing {tap.name} → {target.name} ({state_id})" + (" — full refresh" if full_refresh else ""),
+            f"syncing {' → '.join(s.name for s in stages)} ({state_id})"
+            + (" — full refresh" if full_refresh else ""),
             state_id=state_id,
             tap=tap.name,
             target=target.name,
             full_refresh=full_refresh,
         )
         with log_file.open("a", encoding="utf-8") as log:
-            relay, last_state = _pipe(
-                tap, tap_args, target, [str(target_exe), "--config", str(target_config)],
-                env, project.root, store, state_id, reporter, log, redact,
-            )  # fmt: skip
+            chain = run_chain(
+                stages,
+                env=env,
+                cwd=str(project.root),
+                on_state=lambda value: store.save_partial(state_id, value),
+                reporter=reporter,
+                log=log,
+                redact=redact,
+                timeout=timeout,
+                input_state=state,
+                selected_streams=set(_selected_streams(selected)),
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    if last_state is not None:
-        store.complete(state_id, last_state, merge=not (full_refresh and not wanted))
+    merge = state_strategy == "merge" or (state_strategy == "auto" and wanted is not None)
+    if chain.last_state is not None:
+        store.complete(state_id, chain.last_state, merge=merge)
     elif previous is not None and previous.partial is not None:
         store.complete(state_id, previous.effective)
     seconds = time.monotonic() - started
-    streams = {name: StreamStats(relay.rows.get(name, 0)) for name in relay.streams_seen}
+    streams = {name: StreamStats(chain.rows.get(name, 0)) for name in chain.streams}
     for name in wanted or _selected_streams(selected):
         streams.setdefault(name, StreamStats(0))
     return SyncResult(
         state_id=state_id,
         streams=dict(sorted(streams.items())),
-        rows=sum(relay.rows.values()),
+        rows=sum(chain.rows.values()),
         seconds=seconds,
-        state=last_state,
+        state=chain.last_state,
         log_file=str(log_file),
+        warnings=tuple(chain.warnings),
     )
 
 
@@ -206,6 +233,46 @@ def _write_json(path: Path, value: Any) -> Path:
     return path
 
 
+def _catalog(
+    project: Project,
+    tap: Plugin,
+    exe: Path,
+    config: Path,
+    env: dict[str, str],
+    redact: Redactor,
+    log_file: Path,
+    refresh: bool,
+) -> dict[str, Any]:
+    """The tap's catalog: discovered, or from the cache kept per tap config.
+
+    Built-in taps discover every time: it is cheap, and their streams follow the files they read.
+    """
+    if tap.builtin:
+        return _discover(tap, exe, config, env, project.root, redact, log_file)
+    fingerprint = hashlib.sha256(
+        json.dumps([tap.config, tap.pip_url, str(exe)], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    cached = catalog_cache_dir(project) / tap.name / f"{fingerprint}.json"
+    if cached.is_file() and not refresh:
+        try:
+            catalog: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
+            return catalog
+        except ValueError:
+            pass  # a damaged cache file is discovered again
+    catalog = _discover(tap, exe, config, env, project.root, redact, log_file)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    for old in cached.parent.glob("*.json"):
+        old.unlink()
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_text(json.dumps(catalog), encoding="utf-8")
+    tmp.replace(cached)
+    return catalog
+
+
+def catalog_cache_dir(project: Project) -> Path:
+    return project.system_dir / "catalogs"
+
+
 def _discover(
     tap: Plugin, exe: Path, config: Path, env: dict[str, str], cwd: Path, redact: Redactor, log_file: Path
 ) -> dict[str, Any]:
@@ -231,200 +298,3 @@ def _discover(
     if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
         raise RunError(f"{tap.name} --discover printed a catalog without a 'streams' list")
     return catalog
-
-
-_EXCEPTION_CLASS = re.compile(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Za-z_]\w*(?:Error|Exception|Exit)\b)")
-
-
-_CHATTER = re.compile(r"\|\s*(?:INFO|DEBUG)\s*\|")
-
-
-def summarize_stderr(lines: list[str] | deque[str], keep: int = 8) -> str:
-    """The last lines of a connector's stderr without Python traceback frames, indented.
-
-    Frames (indented lines, "Traceback …" headers) say where in the connector's code it failed,
-    which helps its authors, not its users; the exception line itself says what went wrong.
-    """
-    kept = [
-        _EXCEPTION_CLASS.sub("", line)
-        for line in lines
-        if line.strip()
-        and not line[:1].isspace()
-        and not line.startswith(("Traceback (most recent call last)", "During handling", "The above"))
-        and not _CHATTER.search(line)
-    ]
-    return "\n".join("  " + line for line in kept[-keep:]) or "  (no output on stderr)"
-
-
-def _pipe(
-    tap: Plugin,
-    tap_args: list[str],
-    target: Plugin,
-    target_args: list[str],
-    env: dict[str, str],
-    cwd: Path,
-    store: StateStore,
-    state_id: str,
-    reporter: Reporter,
-    log: IO[str],
-    redact: Redactor,
-) -> tuple[_Relay, dict[str, Any] | None]:
-    tails: dict[str, deque[str]] = {
-        tap.name: deque(maxlen=_STDERR_TAIL),
-        target.name: deque(maxlen=_STDERR_TAIL),
-    }
-    log_lock = threading.Lock()
-    try:
-        target_proc = subprocess.Popen(
-            target_args, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, bufsize=1 << 20,
-        )  # fmt: skip
-        tap_proc = subprocess.Popen(
-            tap_args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            bufsize=1 << 20,
-        )  # fmt: skip
-    except OSError as exc:
-        raise PluginError(f"cannot start a connector: {exc}") from None
-    assert tap_proc.stdout and tap_proc.stderr and target_proc.stdin
-    assert target_proc.stdout and target_proc.stderr
-    relay = _Relay()
-    states: list[dict[str, Any]] = []
-    state_error: list[BaseException] = []
-
-    def copy_stderr(name: str, stream: IO[bytes]) -> None:
-        for raw in stream:
-            line = redact(raw.decode("utf-8", "replace").rstrip())
-            tails[name].append(line)
-            with log_lock:
-                log.write(f"{name} | {line}\n")
-
-    def forward() -> None:
-        out = target_proc.stdin
-        assert out is not None and tap_proc.stdout is not None
-        try:
-            for line in tap_proc.stdout:
-                if b'"RECORD"' in line[:64]:
-                    match = _STREAM.search(line, 0, 512)
-                    name = match.group(1).decode() if match else _stream_of(line)
-                    if name not in relay.rows:
-                        relay.rows[name] = 0
-                        relay.streams_seen.append(name)
-                    relay.rows[name] += 1
-                    relay.current = name
-                out.write(line)
-        except BrokenPipeError:
-            relay.broken_pipe = True
-        except BaseException as exc:  # recorded and re-raised by the caller
-            relay.error = exc
-        finally:
-            try:
-                out.close()
-            except BrokenPipeError:
-                relay.broken_pipe = True
-
-    def read_states() -> None:
-        assert target_proc.stdout is not None
-        try:
-            for raw in target_proc.stdout:
-                value = _state_value(raw)
-                if value is None:
-                    continue
-                store.save_partial(state_id, value)
-                states.append(value)
-        except BaseException as exc:  # recorded and re-raised by the caller
-            state_error.append(exc)
-
-    threads = [
-        threading.Thread(target=copy_stderr, args=(tap.name, tap_proc.stderr), daemon=True),
-        threading.Thread(target=copy_stderr, args=(target.name, target_proc.stderr), daemon=True),
-        threading.Thread(target=forward, daemon=True),
-        threading.Thread(target=read_states, daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-
-    meter = RateMeter()
-    culprit: str | None = None
-    while True:
-        tap_code, target_code = tap_proc.poll(), target_proc.poll()
-        if target_code is not None and tap_code is None and (target_code != 0 or relay.broken_pipe):
-            culprit = target.name
-            _stop(tap_proc)
-            continue
-        if tap_code is not None and target_code is not None:
-            break
-        rows = sum(relay.rows.values())
-        if relay.current:
-            reporter.progress(f"  {relay.current}: {rows:,} rows, {meter.rate(rows):,.0f} rows/s")
-        time.sleep(0.2)
-    for thread in threads:
-        thread.join(timeout=10)
-    reporter.done_progress()
-
-    if state_error:
-        raise RunError(f"could not save the state of {state_id}: {state_error[0]}")
-    if relay.error is not None:
-        raise RunError(f"relaying messages from {tap.name} to {target.name} failed: {relay.error}")
-    failures = []
-    if target_proc.returncode != 0 and culprit is None:
-        culprit = target.name
-    for name, proc in ((tap.name, tap_proc), (target.name, target_proc)):
-        if proc.returncode != 0 and not (name == tap.name and culprit == target.name):
-            failures.append(name)
-    if failures or culprit:
-        who = culprit or failures[0]
-        code = (target_proc if who == target.name else tap_proc).returncode
-        tail = summarize_stderr(tails[who]) + f"\n  full output: {log.name}"
-        durable = (
-            "state kept at the last point the target made durable"
-            if states
-            else ("no state was saved by this run")
-        )
-        raise RunError(f"{who} failed ({_describe_exit(code)}); {durable}. Last lines of its stderr:\n{tail}")
-    return relay, (states[-1] if states else None)
-
-
-def _stream_of(line: bytes) -> str:
-    try:
-        return str(json.loads(line).get("stream"))
-    except (ValueError, AttributeError):
-        return "?"
-
-
-def _state_value(raw: bytes) -> dict[str, Any] | None:
-    text = raw.strip()
-    if not text:
-        return None
-    try:
-        message = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(message, dict):
-        return None
-    if message.get("type") == "STATE" and isinstance(message.get("value"), dict):
-        return dict(message["value"])
-    if "type" not in message:  # older targets print the bare state object
-        return message
-    return None
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        import signal
-
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"exit {code}"
-    return f"exit {code}"

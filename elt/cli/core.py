@@ -53,9 +53,32 @@ def validate(obj: Context, fmt: str) -> None:
 @click.argument("target")
 @click.option("--full-refresh", is_flag=True, help="Ignore saved bookmarks and read everything again.")
 @click.option("--select", "select", multiple=True, help="Only this stream (glob; repeatable).")
+@click.option(
+    "--state-strategy",
+    type=click.Choice(["auto", "merge", "overwrite"]),
+    default="auto",
+    show_default=True,
+    help="What the final state does to the stored one (auto: merge when --select is given).",
+)
+@click.option(
+    "--refresh-catalog", is_flag=True, help="Discover the tap's streams again instead of the cache."
+)
+@click.option("--timeout", type=float, help="Stop the sync and fail after this many seconds.")
+@click.option("--mapper", "mappers", multiple=True, help="A mapper between tap and target (repeatable).")
 @FORMAT
 @click.pass_obj
-def sync(obj: Context, tap: str, target: str, full_refresh: bool, select: tuple[str, ...], fmt: str) -> None:
+def sync(
+    obj: Context,
+    tap: str,
+    target: str,
+    full_refresh: bool,
+    select: tuple[str, ...],
+    state_strategy: str,
+    refresh_catalog: bool,
+    timeout: float | None,
+    mappers: tuple[str, ...],
+    fmt: str,
+) -> None:
     """Sync TAP into TARGET, resuming from the saved state bookmarks."""
     from elt.runs import RunLog
     from elt.sync import run_sync
@@ -65,8 +88,18 @@ def sync(obj: Context, tap: str, target: str, full_refresh: bool, select: tuple[
     runs = RunLog(project.system_db)
     record = runs.start("sync", f"{tap} {target}", project.environment)
     try:
-        result = run_sync(project, tap, target, full_refresh=full_refresh, select=select,
-                          reporter=reporter)  # fmt: skip
+        result = run_sync(
+            project,
+            tap,
+            target,
+            mappers=mappers,
+            full_refresh=full_refresh,
+            select=select,
+            state_strategy=state_strategy,
+            refresh_catalog=refresh_catalog,
+            timeout=timeout,
+            reporter=reporter,
+        )
     except Exception as exc:
         runs.finish(record, "failed", 0.0, {}, str(exc))
         raise
