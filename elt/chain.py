@@ -109,9 +109,39 @@ def run_chain(
         try:
             for line in tap.stdout:
                 number += 1
+                # Most lines are RECORDs with "type" first: found without parsing the JSON.
+                stream: str | None = None
                 if line[:1] == b"{" and b'"RECORD"' in line[:64]:
                     match = _STREAM.search(line, 0, 512)
                     stream = match.group(1).decode() if match else _field(line, "stream")
+                else:
+                    text = line.strip()
+                    if not text:
+                        continue
+                    try:
+                        message = json.loads(text)
+                    except ValueError:
+                        shown = redact(text[:120].decode("utf-8", "replace"))
+                        relay.fatal = (
+                            f"{name} wrote a line that is not a Singer message (line {number}): {shown!r}"
+                        )
+                        break
+                    kind = message.get("type") if isinstance(message, dict) else None
+                    if kind not in _KNOWN_TYPES:
+                        warn(
+                            f"{name} sent a message of unknown type {kind!r} (line {number}); ignored",
+                            plugin=name,
+                            line=number,
+                        )
+                        continue
+                    if kind == "RECORD":
+                        stream = str(message.get("stream"))
+                    elif kind == "SCHEMA":
+                        relay.schemas.add(str(message.get("stream")))
+                    elif kind == "STATE":
+                        relay.tap_states += 1
+                        _check_state(message, number)
+                if stream is not None:
                     if stream not in relay.schemas:
                         relay.fatal = (
                             f"{name} sent a RECORD for stream '{stream}' before its SCHEMA "
@@ -123,32 +153,6 @@ def run_chain(
                         relay.streams.append(stream)
                     relay.rows[stream] += 1
                     relay.current = stream
-                    out.write(line)
-                    continue
-                text = line.strip()
-                if not text:
-                    continue
-                try:
-                    message = json.loads(text)
-                except ValueError:
-                    shown = redact(text[:120].decode("utf-8", "replace"))
-                    relay.fatal = (
-                        f"{name} wrote a line that is not a Singer message (line {number}): {shown!r}"
-                    )
-                    break
-                kind = message.get("type") if isinstance(message, dict) else None
-                if kind not in _KNOWN_TYPES:
-                    warn(
-                        f"{name} sent a message of unknown type {kind!r} (line {number}); ignored",
-                        plugin=name,
-                        line=number,
-                    )
-                    continue
-                if kind == "SCHEMA":
-                    relay.schemas.add(str(message.get("stream")))
-                elif kind == "STATE":
-                    relay.tap_states += 1
-                    _check_state(message, number)
                 out.write(line)
         except BrokenPipeError:
             relay.broken_pipe = True
@@ -287,6 +291,11 @@ def _supervise(
     while True:
         codes = [p.poll() for p in procs]
         if all(c is not None for c in codes):
+            if culprit is None:
+                # Several may have failed; the most downstream one is the cause (upstream ones die
+                # of the broken pipe it leaves).
+                failed = [stages[i].name for i, c in enumerate(codes) if c != 0]
+                culprit = failed[-1] if failed else None
             return culprit, False
         if timeout is not None and time.monotonic() - started > timeout:
             for proc in procs:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 
@@ -41,6 +42,16 @@ class DuckDBSink(BatchSink):
     def validate_schema(self) -> bool:
         """Validate records with jsonschema only when asked: the Arrow cast enforces types."""
         return bool(self.config.get("validate_records", False))
+
+    def _validate_and_parse(self, record: dict) -> dict:
+        """singer-sdk's validation, with the stream and the record's position in the error."""
+        try:
+            return super()._validate_and_parse(record)
+        except InvalidRecord as exc:
+            raise LoadError(
+                f"stream '{self.stream_name}': record {self._total_records_read + 1} of the stream does not "
+                f"match its schema: {exc.error_message}"
+            ) from None
 
     def _table_spec(self) -> TableSpec:
         settings = self.loader.settings
