@@ -102,11 +102,17 @@ def pipeline_from_blocks(project: Project, blocks: list[str]) -> Pipeline:
     pipelines = project.data.get("pipelines") or {}
     if len(blocks) == 1 and blocks[0] in pipelines:
         return pipeline_from_project(project, blocks[0])
+    jobs = {job["name"]: job["tasks"] for job in project.data.get("jobs") or []}
     steps: list[Step] = []
     pending: list[str] = []
     for block in blocks:
         if block in pipelines:
             steps.extend(pipeline_from_project(project, block).steps)
+            continue
+        if block in jobs:
+            if pending:
+                raise EltError(f"extractor '{pending[0]}' must be followed by a loader, got job '{block}'")
+            steps.extend(pipeline_from_blocks(project, _job_blocks(jobs[block])).steps)
             continue
         name, _, command = block.partition(":")
         if name.startswith("dbt") and (command or name == "dbt"):
@@ -139,6 +145,16 @@ def pipeline_from_blocks(project: Project, blocks: list[str]) -> Pipeline:
     if not steps:
         raise EltError("nothing to run: give a pipeline name or blocks such as `TAP TARGET dbt:build`")
     return Pipeline(" ".join(blocks), tuple(steps))
+
+
+def _job_blocks(tasks: str | list[str | list[str]]) -> list[str]:
+    """A Meltano job's tasks as blocks: a string, a list of strings, or a list of lists of blocks."""
+    if isinstance(tasks, str):
+        return tasks.split()
+    blocks: list[str] = []
+    for task in tasks:
+        blocks.extend(task.split() if isinstance(task, str) else task)
+    return blocks
 
 
 def run_pipeline(

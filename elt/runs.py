@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
@@ -66,9 +68,18 @@ class RunLog:
         record = RunRecord(new_run_id(), kind, name, environment, "running", now())
         with closing(connect(self.db_path)) as conn:
             conn.execute(
-                "INSERT INTO runs(run_id, kind, name, environment, status, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (record.run_id, kind, name, environment, record.status, record.started_at),
+                "INSERT INTO runs(run_id, kind, name, environment, status, started_at, pid, host) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.run_id,
+                    kind,
+                    name,
+                    environment,
+                    record.status,
+                    record.started_at,
+                    os.getpid(),
+                    socket.gethostname(),
+                ),
             )
         return record
 
@@ -122,16 +133,44 @@ class RunLog:
             rows = conn.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
             records = []
             for row in rows:
+                if _died(row):
+                    conn.execute(
+                        "UPDATE runs SET status = 'died', error = ? WHERE run_id = ?",
+                        (
+                            f"the elt process (pid {row['pid']}) ended without finishing the run",
+                            row["run_id"],
+                        ),
+                    )
+                    conn.execute(
+                        "UPDATE steps SET status = 'died' WHERE run_id = ? AND status = 'running'",
+                        (row["run_id"],),
+                    )
+                    row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (row["run_id"],)).fetchone()
                 steps = conn.execute(
                     "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (row["run_id"],)
                 ).fetchall()
-                run = RunRecord(**_fields(row, exclude={"summary"}), summary=_json(row["summary"]))
+                run = RunRecord(
+                    **_fields(row, exclude={"summary", "pid", "host"}), summary=_json(row["summary"])
+                )
                 run.steps = [
                     StepRecord(**_fields(s, exclude={"summary", "run_id"}), summary=_json(s["summary"]))
                     for s in steps
                 ]
                 records.append(run)
         return records
+
+
+def _died(row: Any) -> bool:
+    """A run still marked running whose elt process on this host is gone."""
+    if row["status"] != "running" or row["pid"] is None or row["host"] != socket.gethostname():
+        return False
+    try:
+        os.kill(row["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _fields(row: Any, exclude: set[str]) -> dict[str, Any]:

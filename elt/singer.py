@@ -94,3 +94,35 @@ def _property_selected(stream: str, prop: str, rules: list[SelectRule]) -> bool:
     return any(not r.exclude and matches(r) for r in rules) and not any(
         r.exclude and matches(r) for r in rules
     )
+
+
+@dataclass(frozen=True)
+class PropertySelection:
+    name: str
+    status: str  # automatic | selected | excluded
+
+
+@dataclass(frozen=True)
+class StreamSelection:
+    stream: str
+    selected: bool
+    properties: tuple[PropertySelection, ...]
+
+
+def selection_report(catalog: dict[str, Any]) -> list[StreamSelection]:
+    """What a selected catalog (from `select_catalog`) reads: each stream and property with its status."""
+    report = []
+    for entry in catalog.get("streams", []):
+        md = _metadata_by_breadcrumb(entry)
+        root = md.get((), {}).get("metadata", {})
+        props = []
+        for prop in (entry.get("schema") or {}).get("properties", {}):
+            meta = md.get(("properties", prop), {}).get("metadata", {})
+            if meta.get("inclusion") == "automatic":
+                status = "automatic"
+            else:
+                status = "selected" if meta.get("selected") else "excluded"
+            props.append(PropertySelection(prop, status))
+        name = entry.get("tap_stream_id") or entry["stream"]
+        report.append(StreamSelection(name, bool(root.get("selected")), tuple(props)))
+    return report

@@ -29,7 +29,7 @@ from elt.errors import EltError, RunError
 from elt.logs import Redactor, Reporter
 from elt.plugins import Plugin, check_builtin_config, executable_path, find_plugin, secret_values
 from elt.project import Project
-from elt.singer import select_catalog, stream_names
+from elt.singer import StreamSelection, select_catalog, selection_report, stream_names
 from elt.state import StateStore, state_id_for, without_streams
 
 STATE_STRATEGIES = ("auto", "merge", "overwrite")
@@ -179,6 +179,26 @@ def run_sync(
     )
 
 
+def tap_selection(project: Project, tap_name: str, *, refresh_catalog: bool = False) -> list[StreamSelection]:
+    """The tap's streams and properties with what its `select` rules make of them (`elt select --list`)."""
+    tap = find_plugin(project, tap_name, "extractors")
+    check_builtin_config(project, tap)
+    exe = executable_path(project, tap)
+    redact = Redactor(secret_values(tap.config))
+    workdir = project.system_dir / "run" / f"select-{tap.name}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, mode=0o700)
+    log_file = project.system_dir / "logs" / f"select-{tap.name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        config = _write_json(workdir / "tap.config.json", tap.config)
+        env = _process_env(project, tap, None)
+        catalog = _catalog(project, tap, exe, config, env, redact, log_file, refresh_catalog)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return selection_report(select_catalog(catalog, tap.select, None, tap.metadata, tap.schema))
+
+
 def _selected_streams(catalog: dict[str, Any]) -> list[str]:
     names = []
     for entry in catalog.get("streams", []):
@@ -211,13 +231,14 @@ def _target_config(tap: Plugin, target: Plugin) -> dict[str, Any]:
     return config
 
 
-def _process_env(project: Project, tap: Plugin, target: Plugin) -> dict[str, str]:
+def _process_env(project: Project, tap: Plugin, target: Plugin | None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(project.env())
     env.update(tap.env)
-    env.update(target.env)
     env["ELT_EXTRACTOR"] = tap.name
-    env["ELT_LOADER"] = target.name
+    if target is not None:
+        env.update(target.env)
+        env["ELT_LOADER"] = target.name
     env["ELT_ENVIRONMENT"] = project.environment or ""
     # Meltano's name for it, which many PyPI targets' configs refer to.
     env.setdefault("MELTANO_EXTRACT__LOAD_SCHEMA", tap.load_schema)

@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at    TEXT,
     seconds     REAL,
     summary     TEXT,           -- JSON
-    error       TEXT
+    error       TEXT,
+    pid         INTEGER,        -- of the elt process running it, to tell a run that died
+    host        TEXT
 );
 CREATE TABLE IF NOT EXISTS steps (
     run_id     TEXT NOT NULL,
@@ -52,4 +54,16 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    _migrate(conn)
     return conn
+
+
+# Columns added after a table was first created: (table, column, type).
+_ADDED_COLUMNS = [("runs", "pid", "INTEGER"), ("runs", "host", "TEXT")]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import signal
-import sqlite3
 import subprocess
-import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from elt.sample import append_orders
-from tests.conftest import BIN, run_elt
+from tests.conftest import run_elt
 
 RAW_TABLES = {
     "customers": ("customers.csv", "customer_id"),
@@ -202,72 +196,3 @@ def test_elt_init_scaffolds_a_valid_project(tmp_path: Path) -> None:
     assert "is valid" in run_elt("validate", cwd=tmp_path / "new").stdout
     again = run_elt("init", "new", cwd=tmp_path, check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
-
-
-def write_events(path: Path, first: int, count: int) -> None:
-    base = datetime(2024, 1, 1, tzinfo=UTC)
-    with path.open("a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if first == 1:
-            writer.writerow(["id", "updated_at", "amount", "note"])
-        for i in range(first, first + count):
-            writer.writerow([i, (base + timedelta(seconds=i)).isoformat(), i * 1.5, f"event {i}"])
-
-
-def test_target_killed_mid_run_resumes_from_the_last_durable_point(tmp_path: Path) -> None:
-    """Kill -9 the target once it has made a batch durable; the rerun loads every row exactly once."""
-    total = 150_000
-    write_events(tmp_path / "events.csv", 1, total)
-    (tmp_path / "elt.yml").write_text(
-        "version: 1\nplugins:\n  extractors:\n    - name: tap-files\n      config:\n"
-        "        files: [{entity: events, path: events.csv, keys: [id], replication_key: id}]\n"
-        "  loaders:\n    - name: target-duckdb\n"
-        "      config: {path: .elt/warehouse.duckdb, batch_size_rows: 5000, load_method: upsert}\n"
-    )
-    env = {**os.environ}
-    env.pop("ELT_ENVIRONMENT", None)
-    sync = subprocess.Popen(
-        [str(BIN / "elt"), "sync", "tap-files", "target-duckdb", "--format", "json"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    db = tmp_path / ".elt" / "elt.db"
-    deadline = time.monotonic() + 120
-    partial = None
-    while time.monotonic() < deadline and sync.poll() is None:
-        if db.exists():
-            with sqlite3.connect(db) as conn:
-                try:
-                    row = conn.execute("select partial from state").fetchone()
-                except sqlite3.OperationalError:  # the run has not created its tables yet
-                    row = None
-            if row and row[0]:
-                partial = json.loads(row[0])
-                break
-        time.sleep(0.05)
-    assert partial is not None, "the target never reported a durable point"
-    target_pids = subprocess.run(
-        ["pgrep", "-f", f"{tmp_path}/.elt/run/.*target.config.json"], capture_output=True, text=True
-    ).stdout.split()
-    assert target_pids, "target process not found"
-    for pid in target_pids:
-        os.kill(int(pid), signal.SIGKILL)
-    _, stderr = sync.communicate(timeout=60)
-    assert sync.returncode == 1
-    assert "target-duckdb failed (killed by SIGKILL)" in stderr
-    assert "state kept at the last point the target made durable" in stderr
-
-    with sqlite3.connect(db) as conn:
-        kept = json.loads(conn.execute("select partial from state").fetchone()[0])
-    bookmark = kept["bookmarks"]["events"]["replication_key_value"]
-    with duckdb.connect(str(tmp_path / ".elt" / "warehouse.duckdb"), read_only=True) as con:
-        loaded_ids = con.execute("select max(id) from tap_files.events").fetchone()[0]
-    assert bookmark <= loaded_ids < total  # state never claims more than what is durable
-
-    rerun = run_elt("sync", "tap-files", "target-duckdb", "--format", "json", cwd=tmp_path)
-    resumed = json.loads(rerun.stdout)["rows"]
-    assert 0 < resumed < total  # it resumed instead of starting over
-    with duckdb.connect(str(tmp_path / ".elt" / "warehouse.duckdb"), read_only=True) as con:
-        rows, keys, low, high = con.execute(
-            "select count(*), count(distinct id), min(id), max(id) from tap_files.events"
-        ).fetchone()
-    assert (rows, keys, low, high) == (total, total, 1, total)

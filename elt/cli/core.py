@@ -215,3 +215,29 @@ def runs(obj: Context, limit: int, fmt: str) -> None:
         for s in r.steps:
             ssecs = f"{s.seconds:.1f}s" if s.seconds is not None else "-"
             click.echo(f"    {s.status:8} {ssecs:>7}  {s.kind:5} {s.name}")
+
+
+@click.command()
+@click.argument("tap")
+@click.option("--list", "list_", is_flag=True, required=True, help="List the tap's streams and properties.")
+@click.option("--all", "all_", is_flag=True, help="Also list what is not selected.")
+@click.option("--refresh-catalog", is_flag=True, help="Discover the streams again, not from the cache.")
+@FORMAT
+@click.pass_obj
+def select(obj: Context, tap: str, list_: bool, all_: bool, refresh_catalog: bool, fmt: str) -> None:
+    """Show what TAP's `select` rules in elt.yml read: streams and properties."""
+    from dataclasses import asdict
+
+    from elt.sync import tap_selection
+
+    project = obj.project()
+    report = tap_selection(project, tap, refresh_catalog=refresh_catalog)
+    shown = [s for s in report if all_ or s.selected]
+    if fmt == "json":
+        print_json([asdict(s) for s in shown])
+        return
+    for stream in shown:
+        click.echo(f"{stream.stream}{'' if stream.selected else '  (excluded)'}")
+        for prop in stream.properties:
+            if all_ or prop.status != "excluded":
+                click.echo(f"  [{prop.status:<9}] {stream.stream}.{prop.name}")
