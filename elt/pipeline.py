@@ -224,6 +224,7 @@ def _run_step(
             full_refresh=bool(step.options.get("full_refresh")),
             state_strategy=str(step.options.get("state_strategy", "auto")),
             timeout=float(timeout) if timeout is not None else None,
+            run_id=record.run_id,
         )
         if on_sync:
             on_sync(step, result)

@@ -162,14 +162,57 @@ def _check_missing_variables(project: Project, plugin: Plugin) -> None:
             )
 
 
+def venv_owner(project: Project, plugin: Plugin) -> Plugin:
+    """The plugin whose venv `plugin` runs from: itself, or the ancestor it inherits the same pip_url from.
+
+    As in Meltano, `tap-x--eu` with `inherit_from: tap-x` and no pip_url of its own (or the same one)
+    shares `tap-x`'s venv; a different pip_url gets a venv of its own.
+    """
+    declared = declared_plugins(project)
+    owner = plugin
+    while owner.inherit_from and owner.inherit_from in declared:
+        parent = _resolve(project, owner.inherit_from, declared, seen=(owner.name,))
+        if parent.pip_url != owner.pip_url:
+            break
+        owner = parent
+    return owner
+
+
+def plugin_dir(project: Project, plugin: Plugin) -> Path:
+    """`.elt/plugins/<type>/<name>/` of the plugin owning `plugin`'s venv: the venv and its install record."""
+    owner = venv_owner(project, plugin)
+    return project.system_dir / "plugins" / owner.type / owner.name
+
+
+def executable_name(project: Project, plugin: Plugin) -> str:
+    """The program `plugin` runs: its `executable`, else the name at the root of its `inherit_from` chain."""
+    if plugin.executable:
+        return plugin.executable
+    if plugin.builtin:
+        return plugin.builtin
+    declared = declared_plugins(project)
+    name, seen = plugin.name, {plugin.name}
+    while name in declared and declared[name][2].get("inherit_from") not in (None, "", *seen):
+        name = declared[name][2]["inherit_from"]
+        seen.add(name)
+    return name
+
+
 def executable_path(project: Project, plugin: Plugin) -> Path:
     """The program to run for `plugin`; PluginError saying how to fix it when there is none."""
-    command = plugin.executable or plugin.builtin or plugin.name
+    command = executable_name(project, plugin)
     if plugin.pip_url:
-        venv_bin = project.system_dir / "plugins" / plugin.type / plugin.name / "venv" / "bin"
-        candidate = venv_bin / command
+        venv = plugin_dir(project, plugin) / "venv"
+        candidate = venv / "bin" / command
         if candidate.exists():
             return candidate
+        if venv.is_dir():
+            found = sorted(p.name for p in (venv / "bin").iterdir() if not _venv_tool(p.name))
+            raise PluginError(
+                f"{project.where(plugin.path)}: plugin '{plugin.name}' is installed in {venv} "
+                f"but has no executable '{command}'",
+                hint=f"set `executable:` to one of: {', '.join(found) or 'none installed'}",
+            )
         raise PluginError(
             f"{project.where(plugin.path)}: plugin '{plugin.name}' is not installed",
             hint=f"run `elt install {plugin.name}`",
@@ -178,13 +221,18 @@ def executable_path(project: Project, plugin: Plugin) -> Path:
         candidate = Path(sys.executable).parent / command
         if candidate.exists():
             return candidate
-    found = shutil.which(command)
-    if found:
-        return Path(found)
+    found_on_path = shutil.which(command)
+    if found_on_path:
+        return Path(found_on_path)
     raise PluginError(
         f"{project.where(plugin.path)}: no executable '{command}' for plugin '{plugin.name}'",
         hint="give it a pip_url and run `elt install`, or put the executable on PATH",
     )
+
+
+def _venv_tool(name: str) -> bool:
+    """Files every venv has in bin/ (interpreters, pip, activation scripts), not a plugin's programs."""
+    return "." in name or name.startswith(("python", "pip", "activate", "Activate", "deactivate", "pydoc"))
 
 
 def secret_values(config: dict[str, Any]) -> set[str]:

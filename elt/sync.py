@@ -30,7 +30,7 @@ from elt.logs import Redactor, Reporter
 from elt.plugins import Plugin, check_builtin_config, executable_path, find_plugin, secret_values
 from elt.project import Project
 from elt.singer import StreamSelection, select_catalog, selection_report, stream_names
-from elt.state import StateStore, state_id_for, without_streams
+from elt.state import LockHolder, StateStore, open_state_store, state_id_for, without_streams
 
 STATE_STRATEGIES = ("auto", "merge", "overwrite")
 
@@ -73,6 +73,7 @@ def run_sync(
     refresh_catalog: bool = False,
     timeout: float | None = None,
     wait: bool = False,
+    run_id: str | None = None,
     reporter: Reporter | None = None,
     log_file: Path | None = None,
 ) -> SyncResult:
@@ -80,8 +81,9 @@ def run_sync(
 
     `state_strategy` says what the run's final state does to the stored one: `overwrite` replaces it,
     `merge` merges it in (bookmarks of streams this run did not touch stay), `auto` merges for a run
-    restricted with `select` and overwrites otherwise. Raises RunError on failure, with the state kept
-    at the last point the target made durable.
+    restricted with `select` and overwrites otherwise. Only one sync of a state id runs at a time:
+    another one fails at once with LockedError, or waits for it with `wait`. Raises RunError on failure,
+    with the state kept at the last point the target made durable.
     """
     if state_strategy not in STATE_STRATEGIES:
         raise EltError(
@@ -98,11 +100,45 @@ def run_sync(
         secrets |= secret_values(plugin.config)
     reporter = reporter or Reporter()
     reporter.redact.add(secrets)
-    redact = reporter.redact
     state_id = state_id_for(project.environment, tap.name, target.name)
-    store = StateStore(project.system_db)
     started = time.monotonic()
 
+    def waiting(holder: LockHolder) -> None:
+        reporter.event(
+            "waiting_for_lock",
+            f"waiting for run {holder.run_id} (pid {holder.pid} on {holder.host}) to release {state_id}",
+            state_id=state_id,
+            holder=holder.run_id,
+        )
+
+    with (
+        open_state_store(project) as store,
+        store.lock(state_id, run_id=run_id or "sync", wait=wait, on_wait=waiting),
+    ):
+        return _locked_sync(
+            project, tap, mapper_plugins, target, executables, store, state_id, started, reporter,
+            log_file, full_refresh, select, state_strategy, refresh_catalog, timeout,
+        )  # fmt: skip
+
+
+def _locked_sync(
+    project: Project,
+    tap: Plugin,
+    mapper_plugins: list[Plugin],
+    target: Plugin,
+    executables: list[Path],
+    store: StateStore,
+    state_id: str,
+    started: float,
+    reporter: Reporter,
+    log_file: Path | None,
+    full_refresh: bool,
+    select: tuple[str, ...],
+    state_strategy: str,
+    refresh_catalog: bool,
+    timeout: float | None,
+) -> SyncResult:
+    redact = reporter.redact
     workdir = project.system_dir / "run" / re.sub(r"[^A-Za-z0-9_.-]", "_", state_id)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     log_file = log_file or (project.system_dir / "logs" / workdir.name / f"{stamp}.log")

@@ -4,6 +4,8 @@ never advances past data that was not loaded; nothing hangs."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import duckdb
 import yaml
 
-from tests.conftest import run_elt
+from tests.conftest import BIN, run_elt
 from tests.singer_scripts import catalog, install_scripts, record, schema, state
 
 
@@ -172,3 +174,32 @@ def test_stream_maps_in_tap_config_pass_through_to_sdk_taps(tmp_path: Path) -> N
         rows = db.execute("select id, name from tap_files.people order by id").fetchall()
     assert "email" not in columns
     assert rows == [(1, "ADA"), (2, "BOB")]
+
+
+def test_second_concurrent_sync_of_the_same_state_id_fails_at_once(tmp_path: Path) -> None:
+    env = make_project(tmp_path, {"lines": [schema("things"), record("things", 1)], "hang": True})
+    first = subprocess.Popen(
+        [str(BIN / "elt"), "sync", "tap-script", "target-duckdb", "--timeout", "60"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        running = False
+        while not running and time.monotonic() < deadline:
+            pattern = f"{tmp_path}/.elt/run/.*tap.config.json"
+            running = bool(subprocess.run(["pgrep", "-f", pattern], capture_output=True).stdout)
+            time.sleep(0.2)
+        assert running, "the first sync never started its tap"
+        started = time.monotonic()
+        second = sync(tmp_path, env)
+        assert time.monotonic() - started < 20
+        assert second.returncode == 1
+        assert "state id 'default:tap-script-to-target-duckdb' is locked by run" in second.stderr
+        assert "pass --wait to wait for it" in second.stderr
+    finally:
+        first.kill()
+        first.communicate()

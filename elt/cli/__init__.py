@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from elt.cli import core
+from elt.cli import install as install_commands
 from elt.cli import state as state_commands
 from elt.cli.common import Context
 
@@ -37,9 +38,10 @@ def cli(ctx: click.Context, environment: str | None, project_dir: Path | None, d
     ctx.obj = Context(environment, project_dir, debug)
 
 
-for command in (core.init, core.validate, core.sync, core.build, core.dbt, core.run, core.runs):
+for command in (core.init, core.validate, core.sync, core.select, core.build, core.dbt, core.run, core.runs):
     cli.add_command(command)
 cli.add_command(state_commands.state)
+cli.add_command(install_commands.install)
 
 
 def main(argv: list[str] | None = None) -> None:

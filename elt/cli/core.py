@@ -65,6 +65,7 @@ def validate(obj: Context, fmt: str) -> None:
 )
 @click.option("--timeout", type=float, help="Stop the sync and fail after this many seconds.")
 @click.option("--mapper", "mappers", multiple=True, help="A mapper between tap and target (repeatable).")
+@click.option("--wait", is_flag=True, help="If another sync of the same state id runs, wait for it.")
 @FORMAT
 @click.pass_obj
 def sync(
@@ -77,6 +78,7 @@ def sync(
     refresh_catalog: bool,
     timeout: float | None,
     mappers: tuple[str, ...],
+    wait: bool,
     fmt: str,
 ) -> None:
     """Sync TAP into TARGET, resuming from the saved state bookmarks."""
@@ -98,6 +100,8 @@ def sync(
             state_strategy=state_strategy,
             refresh_catalog=refresh_catalog,
             timeout=timeout,
+            wait=wait,
+            run_id=record.run_id,
             reporter=reporter,
         )
     except Exception as exc:

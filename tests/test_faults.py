@@ -1,0 +1,122 @@
+"""kill -9 in the middle of a sync — of the tap, of the target, of elt itself — then a rerun: the
+destination holds exactly the source rows, and the run history shows the run that died."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import BIN, run_elt
+
+TOTAL = 200_000
+
+
+def write_events(path: Path, count: int) -> None:
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "updated_at", "amount", "note"])
+        for i in range(1, count + 1):
+            writer.writerow([i, (base + timedelta(seconds=i)).isoformat(), i * 1.5, f"event {i}"])
+
+
+@pytest.fixture(scope="module")
+def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("events") / "events.csv"
+    write_events(path, TOTAL)
+    return path
+
+
+def partial_state(db: Path) -> dict | None:
+    if not db.exists():
+        return None
+    with sqlite3.connect(db) as conn:
+        try:
+            row = conn.execute("select partial from state").fetchone()
+        except sqlite3.OperationalError:  # the run has not created its tables yet
+            return None
+    return json.loads(row[0]) if row and row[0] else None
+
+
+def pids_of(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+@pytest.mark.parametrize("victim", ["target", "tap", "elt"])
+def test_kill_9_mid_sync_then_rerun_loads_every_row_exactly_once(
+    victim: str, events_file: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "events.csv").symlink_to(events_file)
+    (tmp_path / "elt.yml").write_text(
+        "version: 1\n"
+        "state_backend: {lock_timeout_seconds: 3}\n"
+        "plugins:\n  extractors:\n    - name: tap-files\n      config:\n"
+        "        files: [{entity: events, path: events.csv, keys: [id], replication_key: id}]\n"
+        "  loaders:\n    - name: target-duckdb\n"
+        "      config: {path: .elt/warehouse.duckdb, batch_size_rows: 10000, load_method: upsert}\n"
+    )
+    env = {**os.environ}
+    env.pop("ELT_ENVIRONMENT", None)
+    sync = subprocess.Popen(
+        [str(BIN / "elt"), "sync", "tap-files", "target-duckdb", "--format", "json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = tmp_path / ".elt" / "elt.db"
+    deadline = time.monotonic() + 120
+    while partial_state(db) is None and sync.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert partial_state(db) is not None, "the target never reported a durable point"
+
+    if victim == "elt":
+        os.kill(sync.pid, signal.SIGKILL)
+    else:
+        pids = pids_of(f"{tmp_path}/.elt/run/.*{victim}.config.json")
+        assert pids, f"{victim} process not found"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+    _, stderr = sync.communicate(timeout=90)
+    if victim == "elt":
+        assert sync.returncode == -signal.SIGKILL
+        # the connectors die with elt instead of running on unattended
+        deadline = time.monotonic() + 30
+        while pids_of(f"{tmp_path}/.elt/run/") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pids_of(f"{tmp_path}/.elt/run/")
+        history = json.loads(run_elt("runs", "--format", "json", cwd=tmp_path).stdout)
+        assert history[0]["status"] == "died"
+        assert "ended without finishing the run" in history[0]["error"]
+    else:
+        assert sync.returncode == 1
+        assert "tap-files failed" in stderr or "target-duckdb failed" in stderr
+        assert "killed by SIGKILL" in stderr
+
+    kept = partial_state(db)
+    assert kept is not None
+    bookmark = kept["bookmarks"]["events"]["replication_key_value"]
+    with duckdb.connect(str(tmp_path / ".elt" / "warehouse.duckdb"), read_only=True) as con:
+        loaded_max = con.execute("select max(id) from tap_files.events").fetchone()[0]
+    assert bookmark <= loaded_max < TOTAL  # state never claims more than what is durable
+
+    rerun = run_elt("sync", "tap-files", "target-duckdb", "--wait", "--format", "json", cwd=tmp_path)
+    resumed = json.loads(rerun.stdout)["rows"]
+    assert 0 < resumed < TOTAL  # it resumed instead of starting over
+    with duckdb.connect(str(tmp_path / ".elt" / "warehouse.duckdb"), read_only=True) as con:
+        rows, keys, low, high = con.execute(
+            "select count(*), count(distinct id), min(id), max(id) from tap_files.events"
+        ).fetchone()
+    assert (rows, keys, low, high) == (TOTAL, TOTAL, 1, TOTAL)
