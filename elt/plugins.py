@@ -9,11 +9,14 @@ anything else must be an executable on PATH.
 from __future__ import annotations
 
 import difflib
+import re
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from elt.errors import PluginError, ProjectError
 from elt.project import PLUGIN_TYPES, Project, deep_merge
@@ -71,8 +74,13 @@ def declared_plugins(project: Project) -> dict[str, tuple[str, int, dict[str, An
 def find_plugin(project: Project, name: str, plugin_type: str | None = None) -> Plugin:
     """The effective plugin `name`; PluginError (with "did you mean") when it is unknown."""
     declared = declared_plugins(project)
+    mapping = _find_mapping(project, name) if name not in declared else None
+    if mapping is not None:
+        mapper_name, config = mapping
+        mapper = find_plugin(project, mapper_name, "mappers")
+        return replace(mapper, config=deep_merge(mapper.config, config))
     if name not in declared and name not in BUILTIN_PLUGINS:
-        known = sorted(set(declared) | set(BUILTIN_PLUGINS))
+        known = sorted(set(declared) | set(BUILTIN_PLUGINS) | set(_mapping_names(project)))
         guess = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f"did you mean '{guess[0]}'?" if guess else f"known plugins: {', '.join(known)}"
         raise PluginError(f"{project.file.name}: unknown plugin '{name}'", hint=hint)
@@ -83,7 +91,50 @@ def find_plugin(project: Project, name: str, plugin_type: str | None = None) -> 
             f"expected one of the {plugin_type}"
         )
     _check_missing_variables(project, plugin)
+    overrides = _settings_from_env(project, plugin)
+    if overrides:
+        plugin = replace(plugin, config=deep_merge(plugin.config, overrides))
     return plugin
+
+
+def _mapping_names(project: Project) -> list[str]:
+    return [
+        mapping["name"]
+        for mapper in (project.data.get("plugins") or {}).get("mappers") or []
+        for mapping in mapper.get("mappings") or []
+    ]
+
+
+def _find_mapping(project: Project, name: str) -> tuple[str, dict[str, Any]] | None:
+    """(mapper name, mapping config) for a Meltano mapping called `name`, if there is one."""
+    for mapper in (project.data.get("plugins") or {}).get("mappers") or []:
+        for mapping in mapper.get("mappings") or []:
+            if mapping.get("name") == name:
+                return mapper["name"], dict(mapping.get("config") or {})
+    return None
+
+
+def _settings_from_env(project: Project, plugin: Plugin) -> dict[str, Any]:
+    """Settings given as environment variables, Meltano's way: `TAP_POSTGRES_PASSWORD` sets `password`.
+
+    The variable is the plugin's name in upper case with `_` for other characters, then the setting's
+    name; `.env` counts, the process environment wins. Names with `__` are Meltano's extras (select,
+    metadata…), not settings.
+    """
+    prefix = re.sub(r"[^A-Z0-9]", "_", plugin.name.upper()) + "_"
+    found: dict[str, Any] = {}
+    for variable, value in project.variables.items():
+        if not variable.startswith(prefix) or "__" in variable[len(prefix) - 1 :]:
+            continue
+        setting = variable[len(prefix) :].lower()
+        if not setting:
+            continue
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            parsed = value
+        found[setting] = parsed if isinstance(parsed, bool | int | float | list | dict) else value
+    return found
 
 
 def _resolve(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -57,6 +61,43 @@ def sample_project(tmp_path: Path) -> Path:
     project = tmp_path / "shop"
     create_project(project)
     return project
+
+
+# Connectors from PyPI that the tests install once per session (tests/test_pypi_connectors.py and
+# tests/test_meltano_project.py share them).
+PIP_URLS = {
+    "target-jsonl": "target-jsonl>=0.1.4",
+    "target-postgres": "meltanolabs-target-postgres>=0.8",
+    "tap-postgres": "meltanolabs-tap-postgres>=0.10",
+}
+PLUGIN_TYPES = {"target-jsonl": "loaders", "target-postgres": "loaders", "tap-postgres": "extractors"}
+NETWORK_ERRORS = ("Failed to fetch", "error sending request", "dns error", "Connection refused", "timed out")
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose `.elt/plugins` holds the three PyPI connectors, installed once per session."""
+    root = tmp_path_factory.mktemp("pypi-connectors")
+    declared: dict[str, list[dict[str, str]]] = {"extractors": [], "loaders": []}
+    for name, pip_url in PIP_URLS.items():
+        declared[PLUGIN_TYPES[name]].append({"name": name, "pip_url": pip_url})
+    (root / "elt.yml").write_text(yaml.safe_dump({"version": 1, "plugins": declared}))
+    proc = run_elt("install", "--format", "json", *PIP_URLS, cwd=root, check=False, timeout=600)
+    if proc.returncode != 0 and not IN_CI and any(e in proc.stderr for e in NETWORK_ERRORS):
+        pytest.skip(f"PyPI is not reachable:\n{proc.stderr[-2000:]}")
+    assert proc.returncode == 0, f"elt install failed:\n{proc.stdout}\n{proc.stderr}"
+    results = json.loads(proc.stdout)["plugins"]
+    assert {r["name"]: r["status"] for r in results} == dict.fromkeys(PIP_URLS, "installed")
+    return root / ".elt" / "plugins"
+
+
+@pytest.fixture
+def pg_schema(postgres_dsn: str) -> Iterator[str]:
+    """A unique PostgreSQL schema name, dropped (with everything in it) after the test."""
+    name = f"elt_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"drop schema if exists {name} cascade")
 
 
 def _postgres_up() -> bool:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from elt.cli import cli, main
-from elt.errors import PluginError, ProjectError, ValidationError
+from elt.errors import EltError, PluginError, ProjectError, ValidationError
 from elt.plugins import find_plugin
 from elt.project import load_project
 
@@ -248,3 +248,51 @@ def test_wrong_connector_setting_type_is_a_located_validation_error(write_projec
     assert str(info.value) == (
         "elt.yml:12: key 'plugins.loaders[0].config.batch_size_rows': expected an integer, got string 'lots'"
     )
+
+
+def test_settings_from_environment_variables_the_meltano_way(write_project, monkeypatch) -> None:
+    root = write_project(
+        """
+        version: 1
+        plugins:
+          extractors:
+            - name: tap-postgres
+              pip_url: meltanolabs-tap-postgres
+              config: {host: 127.0.0.1, port: 5432}
+        """
+    )
+    (root / ".env").write_text("TAP_POSTGRES_PASSWORD=from-dotenv\nTAP_POSTGRES_PORT=6543\n")
+    monkeypatch.setenv("TAP_POSTGRES_FILTER_SCHEMAS", '["public", "sales"]')
+    monkeypatch.setenv("TAP_POSTGRES__SELECT", "ignored")
+    plugin = find_plugin(load_project(root), "tap-postgres")
+    assert plugin.config == {
+        "host": "127.0.0.1",
+        "port": 6543,
+        "password": "from-dotenv",
+        "filter_schemas": ["public", "sales"],
+    }
+
+
+def test_a_mapping_name_runs_its_mapper_with_the_mapping_config(write_project) -> None:
+    root = write_project(
+        """
+        version: 1
+        plugins:
+          mappers:
+            - name: meltano-map-transformer
+              pip_url: meltano-map-transform
+              executable: meltano-map-transform
+              mappings:
+                - name: hash-emails
+                  config:
+                    stream_maps: {customers: {email: md5(email)}}
+        """
+    )
+    project = load_project(root)
+    plugin = find_plugin(project, "hash-emails", "mappers")
+    assert plugin.name == "meltano-map-transformer"
+    assert plugin.config == {"stream_maps": {"customers": {"email": "md5(email)"}}}
+    from elt.pipeline import pipeline_from_blocks
+
+    with pytest.raises(EltError, match="mapper .hash-emails. must stand between"):
+        pipeline_from_blocks(project, ["hash-emails"])

@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,33 +18,12 @@ import psycopg
 import pytest
 import yaml
 
-from tests.conftest import IN_CI, run_elt
+from tests.conftest import PIP_URLS, PLUGIN_TYPES, run_elt
 
-PIP_URLS = {
-    "target-jsonl": "target-jsonl>=0.1.4",
-    "target-postgres": "meltanolabs-target-postgres>=0.8",
-    "tap-postgres": "meltanolabs-tap-postgres>=0.10",
-}
-PLUGIN_TYPES = {"target-jsonl": "loaders", "target-postgres": "loaders", "tap-postgres": "extractors"}
-NETWORK_ERRORS = ("Failed to fetch", "error sending request", "dns error", "Connection refused", "timed out")
 START = datetime(2024, 1, 1, tzinfo=UTC)
 # The connectors insist on a password; the local server trusts 127.0.0.1 and ignores it.
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "ignored-by-trust-auth",
             "database": "test"}  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder whose `.elt/plugins` holds the three PyPI connectors, installed once per session."""
-    root = tmp_path_factory.mktemp("pypi-connectors")
-    write_project(root, {})
-    proc = run_elt("install", "--format", "json", *PIP_URLS, cwd=root, check=False, timeout=600)
-    if proc.returncode != 0 and not IN_CI and any(e in proc.stderr for e in NETWORK_ERRORS):
-        pytest.skip(f"PyPI is not reachable:\n{proc.stderr[-2000:]}")
-    assert proc.returncode == 0, f"elt install failed:\n{proc.stdout}\n{proc.stderr}"
-    results = json.loads(proc.stdout)["plugins"]
-    assert {r["name"]: r["status"] for r in results} == dict.fromkeys(PIP_URLS, "installed")
-    return root / ".elt" / "plugins"
 
 
 def write_project(root: Path, plugins: dict[str, dict[str, Any]]) -> Path:
@@ -66,15 +43,6 @@ def project(tmp_path: Path, installed: Path) -> Path:
     (tmp_path / ".elt").mkdir()
     (tmp_path / ".elt" / "plugins").symlink_to(installed)
     return tmp_path
-
-
-@pytest.fixture
-def pg_schema(postgres_dsn: str) -> Iterator[str]:
-    """A unique PostgreSQL schema name, dropped (with everything in it) after the test."""
-    name = f"elt_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"drop schema if exists {name} cascade")
 
 
 def sync(project: Path, tap: str, target: str) -> dict[str, Any]:
