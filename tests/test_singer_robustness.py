@@ -203,3 +203,39 @@ def test_second_concurrent_sync_of_the_same_state_id_fails_at_once(tmp_path: Pat
     finally:
         first.kill()
         first.communicate()
+
+
+def test_state_strategies_overwrite_or_merge_the_stored_state(tmp_path: Path) -> None:
+    lines = [schema("things"), record("things", 1), state(things={"id": 5})]
+    env = make_project(tmp_path, {"lines": lines})
+    state_id = "default:tap-script-to-target-duckdb"
+
+    def run_with(*args: str) -> dict[str, Any]:
+        before = {"bookmarks": {"things": {"id": 1}, "others": {"id": 2}}}
+        run_elt("state", "set", state_id, json.dumps(before), "--force", cwd=tmp_path, env=env)
+        sync(tmp_path, env, *args, check=True)
+        return dict(json.loads(run_elt("state", "get", state_id, cwd=tmp_path, env=env).stdout))
+
+    assert run_with() == {"bookmarks": {"things": {"id": 5}}}  # auto, whole tap: overwrite
+    assert run_with("--state-strategy", "overwrite") == {"bookmarks": {"things": {"id": 5}}}
+    merged = {"bookmarks": {"things": {"id": 5}, "others": {"id": 2}}}
+    assert run_with("--state-strategy", "merge") == merged
+    assert run_with("--select", "things") == merged  # auto, some streams: merge
+
+
+def test_select_list_shows_streams_and_properties(tmp_path: Path) -> None:
+    env = make_project(tmp_path, {"lines": []})
+    config = yaml.safe_load((tmp_path / "elt.yml").read_text())
+    config["plugins"]["extractors"][0]["select"] = ["things.*", "!things.name"]
+    (tmp_path / "elt.yml").write_text(yaml.safe_dump(config))
+    shown = run_elt("select", "tap-script", "--list", cwd=tmp_path, env=env).stdout
+    assert shown.splitlines() == ["things", "  [automatic] things.id"]
+    everything = run_elt("select", "tap-script", "--list", "--all", cwd=tmp_path, env=env).stdout
+    assert everything.splitlines() == [
+        "things",
+        "  [automatic] things.id",
+        "  [excluded ] things.name",
+        "others  (excluded)",
+        "  [automatic] others.id",
+        "  [excluded ] others.name",
+    ]
