@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 
 from targets.target_duckdb.batches import build_batch
 from targets.target_duckdb.errors import LoadError
+from targets.target_duckdb.parquet import exact_columns, local_path, read_batch_file
 from targets.target_duckdb.settings import DEFAULT_BATCH_SIZE_ROWS, UPSERT
 from targets.target_duckdb.types import columns_of
 from targets.target_duckdb.warehouse import TableSpec
@@ -130,6 +133,28 @@ class DuckDBSink(BatchSink):
             self.table.name,
             self.table.load_method,
         )
+
+    def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
+        """Load Parquet BATCH files straight from their columns, each in one transaction, then delete them."""
+        if encoding.format != BatchFileFormat.PARQUET:
+            super().process_batch_files(encoding, files)
+            return
+        for url in files:
+            path = local_path(url)
+            data = read_batch_file(self.stream_name, path)
+            spec = replace(self.table, columns=exact_columns(self.table.columns, data.schema))
+            result = self.loader.load_file(spec, data)
+            self.record_counter_metric.increment(data.num_rows)
+            path.unlink(missing_ok=True)
+            self.logger.info(
+                "Loaded %d rows of '%s' from %s into %s.%s (%s)",
+                result.rows_inserted,
+                self.stream_name,
+                path.name,
+                spec.schema,
+                spec.name,
+                spec.load_method,
+            )
 
     def _warn_unknown_fields(self, records: list[dict[str, Any]]) -> None:
         unknown = set().union(*records) - self._known_fields

@@ -43,6 +43,7 @@ from targets.target_duckdb.warehouse import (
     TableSpec,
     empty_table,
     load_batch,
+    load_file_batch,
     open_database,
 )
 
@@ -125,6 +126,19 @@ class TargetDuckDB(Target):
         self._loading = True
         try:
             result = load_batch(self.connection, table, batch, empty_table_first=empty_first)
+        finally:
+            self._loading = False
+        if table.load_method == OVERWRITE:
+            self._overwritten.add(table.key)
+        self._commits += 1
+        return result
+
+    def load_file(self, table: TableSpec, data: pa.Table) -> BatchResult:
+        """Load one BATCH file of a stream in one committed transaction."""
+        empty_first = table.load_method == OVERWRITE and table.key not in self._overwritten
+        self._loading = True
+        try:
+            result = load_file_batch(self.connection, table, data, empty_table_first=empty_first)
         finally:
             self._loading = False
         if table.load_method == OVERWRITE:

@@ -53,9 +53,10 @@ def widen(current: str, declared: str) -> str:
     """The column type that holds both what the column holds now and the newly declared type.
 
     A column of a type outside the contract (made by someone else, e.g. DECIMAL(12,2)) is kept as
-    it is: values are cast into it on insert.
+    it is, and so is a column asked for with such a type (an exact type from a BATCH file): values
+    are cast into it on insert.
     """
-    if current == declared or current not in CONTRACT_TYPES:
+    if current == declared or current not in CONTRACT_TYPES or declared not in CONTRACT_TYPES:
         return current
     return _WIDENINGS.get(frozenset({current, declared}), "VARCHAR")
 

@@ -115,6 +115,25 @@ def load_batch(
     return BatchResult(batch.num_rows, inserted, duplicates)
 
 
+def load_file_batch(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, data: pa.Table, *, empty_table_first: bool
+) -> BatchResult:
+    """Load a columnar batch (a BATCH message's file) in one transaction, like `load_batch`.
+
+    `spec`'s columns carry the file's exact types; the batch's columns are matched by name, a
+    property missing from the file is NULL, and the file's order decides which row of a key wins.
+    """
+    present = set(data.column_names)
+    arrays = [data.column(c.name) if c.name in present else pa.nulls(data.num_rows) for c in spec.columns]
+    arrays.append(pa.array(range(data.num_rows), pa.int64()))
+    arrays.append(pa.nulls(data.num_rows, pa.string()))
+    arrays.append(pa.nulls(data.num_rows, pa.float64()))
+    names = [batch_column(i) for i in range(len(spec.columns))] + [ROW, TIME_EXTRACTED, RECEIVED_AT]
+    return load_batch(
+        con, spec, pa.Table.from_arrays(arrays, names=names), empty_table_first=empty_table_first
+    )
+
+
 def empty_table(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
     """Delete every row of the stream's table, if it exists (an overwrite run that sent no rows)."""
     if _existing_columns(con, spec):
@@ -222,7 +241,9 @@ def _insert(con: duckdb.DuckDBPyConnection, spec: TableSpec, table_types: Mappin
     targets = [quote(column.name) for column in spec.columns] + [quote(LOADED_AT), quote(SYNCED_AT)]
     values = [_cast(spec, table_types, i) for i in range(len(spec.columns))]
     values.append("current_timestamp")
-    values.append(f"coalesce(CAST(b.{TIME_EXTRACTED} AS TIMESTAMPTZ), to_timestamp(b.{RECEIVED_AT}))")
+    values.append(
+        f"coalesce(CAST(b.{TIME_EXTRACTED} AS TIMESTAMPTZ), to_timestamp(b.{RECEIVED_AT}), current_timestamp)"
+    )
     source = f"{_BATCH_VIEW} AS b"
     where = ""
     if spec.load_method == UPSERT:

@@ -1,0 +1,112 @@
+"""The columnar fast path: Parquet files announced by BATCH messages, loaded with exact types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.conftest import BIN
+
+SCHEMA = {
+    "type": "SCHEMA",
+    "stream": "public-events",
+    "key_properties": ["id"],
+    "schema": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "amount": {"type": ["number", "null"]},
+            "created_at": {"type": ["string", "null"], "format": "date-time"},
+            "payload": {"type": ["object", "null"]},
+            "note": {"type": ["string", "null"]},
+        },
+    },
+}
+
+
+def events_table(ids: range) -> pa.Table:
+    json_field = pa.field("payload", pa.string(), metadata={"elt.json": "1"})
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    return pa.Table.from_arrays(
+        [
+            pa.array(list(ids), pa.int64()),
+            pa.array([Decimal(i) / 100 for i in ids], pa.decimal128(12, 2)),
+            pa.array([base + dt.timedelta(seconds=i) for i in ids], pa.timestamp("us", tz="UTC")),
+            pa.array([json.dumps({"n": i}) for i in ids], pa.string()),
+            pa.array([f"event {i}" for i in ids], pa.string()),
+        ],
+        schema=pa.schema(
+            [
+                pa.field("id", pa.int64()),
+                pa.field("amount", pa.decimal128(12, 2)),
+                pa.field("created_at", pa.timestamp("us", tz="UTC")),
+                json_field,
+                pa.field("note", pa.string()),
+            ]
+        ),
+    )
+
+
+def batch_message(path: Path) -> dict[str, object]:
+    return {
+        "type": "BATCH",
+        "stream": "public-events",
+        "encoding": {"format": "parquet", "compression": "zstd"},
+        "manifest": [path.as_uri()],
+    }
+
+
+def test_parquet_batches_load_with_exact_types_and_state_after_commit(tmp_path: Path) -> None:
+    first, second = tmp_path / "b1.parquet", tmp_path / "b2.parquet"
+    pq.write_table(events_table(range(1, 50_001)), first, compression="zstd")
+    # the second batch repeats ids 49_001..50_000 with new notes: upsert keeps the later ones
+    repeat = events_table(range(49_001, 60_001))
+    repeat = repeat.set_column(4, "note", pa.array([f"again {i}" for i in range(49_001, 60_001)]))
+    pq.write_table(repeat, second, compression="zstd")
+    messages = [
+        SCHEMA,
+        batch_message(first),
+        {"type": "STATE", "value": {"bookmarks": {"public-events": {"id": 50_000}}}},
+        batch_message(second),
+        {"type": "STATE", "value": {"bookmarks": {"public-events": {"id": 60_000}}}},
+    ]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"path": str(tmp_path / "w.duckdb"), "default_target_schema": "raw"}))
+    proc = subprocess.run(
+        [str(BIN / "target-duckdb"), "--config", str(config)],
+        input="".join(json.dumps(m) + "\n" for m in messages),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]  # bare state values
+    assert states[-1] == {"bookmarks": {"public-events": {"id": 60_000}}}
+    assert not first.exists() and not second.exists()  # deleted once committed
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as db:
+        types = dict(
+            db.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = 'raw' and table_name = 'public_events'"
+            ).fetchall()
+        )
+        rows, keys, total, again = db.execute(
+            "select count(*), count(distinct id), sum(amount), count(*) filter (where note like 'again%') "
+            "from raw.public_events"
+        ).fetchone()
+        payload = db.execute("select payload->>'n' from raw.public_events where id = 7").fetchone()
+    assert types["amount"] == "DECIMAL(12,2)"
+    assert types["created_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["payload"] == "JSON"
+    assert types["id"] == "BIGINT"
+    assert (rows, keys) == (60_000, 60_000)
+    assert total == sum(Decimal(i) / 100 for i in range(1, 60_001))
+    assert again == 11_000
+    assert payload == ("7",)
