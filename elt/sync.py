@@ -33,6 +33,10 @@ from elt.singer import StreamSelection, select_catalog, selection_report, stream
 from elt.state import LockHolder, StateStore, open_state_store, state_id_for, without_streams
 
 STATE_STRATEGIES = ("auto", "merge", "overwrite")
+# Built-in connectors that speak the fast path (Parquet BATCH messages, docs/connectors.md).
+BATCH_TAPS = frozenset({"tap-postgres", "tap-mysql"})
+BATCH_TARGETS = frozenset({"target-duckdb", "target-postgres"})
+BATCH_SIZE_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,10 @@ def _locked_sync(
     workdir.mkdir(parents=True, mode=0o700)
     try:
         env = _process_env(project, tap, target)
-        tap_config = _write_json(workdir / "tap.config.json", tap.config)
+        fast = _fast_path_config(tap, mapper_plugins, target, workdir / "batches")
+        if fast:
+            reporter.event("fast_path", "columnar fast path: Parquet batches", state_id=state_id)
+        tap_config = _write_json(workdir / "tap.config.json", {**tap.config, **fast})
         catalog = _catalog(project, tap, executables[0], tap_config, env, redact, log_file, refresh_catalog)
         known = stream_names(catalog)
         wanted = _match_streams(select, known, tap.name) if select else None
@@ -257,6 +264,28 @@ def _match_streams(patterns: tuple[str, ...], known: list[str], tap: str) -> set
             )
         wanted |= matched
     return wanted
+
+
+def _fast_path_config(
+    tap: Plugin, mappers: list[Plugin], target: Plugin, directory: Path
+) -> dict[str, Any]:
+    """singer-sdk's `batch_config` for a built-in tap feeding a built-in target directly, else {}.
+
+    A mapper in between works on records, so the chain stays on the record path; so does a tap whose
+    config already asks for batches of its own.
+    """
+    if mappers or tap.builtin not in BATCH_TAPS or target.builtin not in BATCH_TARGETS:
+        return {}
+    if "batch_config" in tap.config:
+        return {}
+    directory.mkdir(parents=True, exist_ok=True)
+    return {
+        "batch_config": {
+            "encoding": {"format": "parquet", "compression": "zstd"},
+            "storage": {"root": directory.resolve().as_uri(), "prefix": ""},
+            "batch_size": BATCH_SIZE_ROWS,
+        }
+    }
 
 
 def _target_config(tap: Plugin, target: Plugin) -> dict[str, Any]:
