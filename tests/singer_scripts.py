@@ -17,6 +17,9 @@ import json, sys, time
 args = sys.argv[1:]
 config = json.load(open(args[args.index("--config") + 1]))
 if "--discover" in args:
+    if config.get("discover_log"):
+        with open(config["discover_log"], "a") as log:
+            log.write("discovered\\n")
     print(json.dumps(config["catalog"]))
     sys.exit(0)
 out = sys.stdout

@@ -239,3 +239,23 @@ def test_select_list_shows_streams_and_properties(tmp_path: Path) -> None:
         "  [automatic] others.id",
         "  [excluded ] others.name",
     ]
+
+
+def test_catalog_is_discovered_once_per_config_until_refreshed(tmp_path: Path) -> None:
+    log = tmp_path / "discoveries.txt"
+    lines = [schema("things"), record("things", 1), state(things={"id": 1})]
+    env = make_project(tmp_path, {"lines": lines, "discover_log": str(log)})
+
+    def discoveries() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    sync(tmp_path, env, check=True)
+    sync(tmp_path, env, check=True)
+    assert discoveries() == 1
+    sync(tmp_path, env, "--refresh-catalog", check=True)
+    assert discoveries() == 2
+    config = yaml.safe_load((tmp_path / "elt.yml").read_text())
+    config["plugins"]["extractors"][0]["config"]["note"] = "changed"
+    (tmp_path / "elt.yml").write_text(yaml.safe_dump(config))
+    sync(tmp_path, env, check=True)
+    assert discoveries() == 3

@@ -85,3 +85,10 @@ def test_clear_one_stream_and_full_state(tmp_path: Path) -> None:
     assert store.clear("dev:a-to-b")
     assert store.get("dev:a-to-b") is None
     assert not store.clear("dev:a-to-b")
+
+
+def test_schema_override_changes_a_property_type() -> None:
+    catalog = select_catalog(CATALOG, [], None, schema={"orders": {"updated_at": {"format": "date-time"}}})
+    orders = catalog["streams"][1]
+    assert orders["schema"]["properties"]["updated_at"] == {"format": "date-time"}
+    assert catalog["streams"][0]["schema"]["properties"]["updated_at"] == {}
