@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
+from urllib.parse import unquote, urlparse
 
 from elt.errors import PluginError, RunError
 from elt.logs import RateMeter, Redactor, Reporter
@@ -141,6 +142,20 @@ def run_chain(
                     elif kind == "STATE":
                         relay.tap_states += 1
                         _check_state(message, number)
+                    elif kind == "BATCH":
+                        batch_stream = str(message.get("stream"))
+                        if batch_stream not in relay.schemas:
+                            relay.fatal = (
+                                f"{name} sent a BATCH for stream '{batch_stream}' before its SCHEMA "
+                                f"(line {number} of its output)"
+                            )
+                            break
+                        count = batch_rows(message)
+                        if batch_stream not in relay.rows:
+                            relay.rows[batch_stream] = 0
+                            relay.streams.append(batch_stream)
+                        relay.rows[batch_stream] += count
+                        relay.current = batch_stream
                 if stream is not None:
                     if stream not in relay.schemas:
                         relay.fatal = (
@@ -230,6 +245,25 @@ def run_chain(
     if relay.tap_states and not result.states:
         warn(f"{stages[-1].name} emitted no STATE: the bookmarks did not advance", plugin=stages[-1].name)
     return result
+
+
+def batch_rows(message: dict[str, Any]) -> int:
+    """Rows in the files of a BATCH message: Parquet footers say it without reading the data."""
+    encoding = message.get("encoding") or {}
+    if not isinstance(encoding, dict) or encoding.get("format") != "parquet":
+        return 0
+    import pyarrow.parquet as pq
+
+    total = 0
+    for url in message.get("manifest") or []:
+        parsed = urlparse(str(url))
+        if parsed.scheme not in ("", "file"):
+            continue
+        try:
+            total += pq.ParquetFile(unquote(parsed.path)).metadata.num_rows
+        except (OSError, ValueError):
+            continue  # the target reports a file it cannot read
+    return total
 
 
 def _start(stages: list[Stage], env: dict[str, str], cwd: str) -> list[subprocess.Popen[bytes]]:

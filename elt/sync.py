@@ -34,7 +34,7 @@ from elt.state import LockHolder, StateStore, open_state_store, state_id_for, wi
 
 STATE_STRATEGIES = ("auto", "merge", "overwrite")
 # Built-in connectors that speak the fast path (Parquet BATCH messages, docs/connectors.md).
-BATCH_TAPS = frozenset({"tap-postgres", "tap-mysql"})
+BATCH_TAPS = frozenset({"tap-files", "tap-postgres", "tap-mysql"})
 BATCH_TARGETS = frozenset({"target-duckdb", "target-postgres"})
 BATCH_SIZE_ROWS = 100_000
 
@@ -272,18 +272,22 @@ def _fast_path_config(
     """singer-sdk's `batch_config` for a built-in tap feeding a built-in target directly, else {}.
 
     A mapper in between works on records, so the chain stays on the record path; so does a tap whose
-    config already asks for batches of its own.
+    config already asks for batches of its own, one with inline `stream_maps` (they map records), and
+    any sync while `ELT_FAST_PATH=0` is set.
     """
     if mappers or tap.builtin not in BATCH_TAPS or target.builtin not in BATCH_TARGETS:
         return {}
-    if "batch_config" in tap.config:
+    if "batch_config" in tap.config or os.environ.get("ELT_FAST_PATH", "1").lower() in ("0", "false", "off"):
         return {}
+    if any("stream_maps" in plugin.config for plugin in (tap, target)):
+        return {}  # inline stream maps work on records
     directory.mkdir(parents=True, exist_ok=True)
     return {
         "batch_config": {
-            "encoding": {"format": "parquet", "compression": "zstd"},
+            "encoding": {"format": "parquet", "compression": "none"},
             "storage": {"root": directory.resolve().as_uri(), "prefix": ""},
-            "batch_size": BATCH_SIZE_ROWS,
+            # the target's transaction size is the batch size: one file, one commit, one STATE
+            "batch_size": int(target.config.get("batch_size_rows") or BATCH_SIZE_ROWS),
         }
     }
 

@@ -110,3 +110,42 @@ def test_parquet_batches_load_with_exact_types_and_state_after_commit(tmp_path: 
     assert total == sum(Decimal(i) / 100 for i in range(1, 60_001))
     assert again == 11_000
     assert payload == ("7",)
+
+
+def test_fast_path_and_record_path_load_the_same_tables(sample_project: Path) -> None:
+    """The sample shop synced both ways: same rows, same column types, same bookmarks."""
+    from tests.conftest import run_elt
+
+    results = {}
+    for fast in ("1", "0"):
+        env = {"ELT_FAST_PATH": fast, "ELT_WAREHOUSE": f".elt/w{fast}.duckdb"}
+        proc = run_elt("sync", "tap-files", "target-duckdb", "--format", "json", cwd=sample_project, env=env)
+        results[fast] = json.loads(proc.stdout)
+        state = run_elt("state", "get", "dev:tap-files-to-target-duckdb", cwd=sample_project).stdout
+        results[fast]["state"] = json.loads(state)
+        run_elt("state", "clear", "dev:tap-files-to-target-duckdb", "--force", cwd=sample_project)
+    assert results["1"]["streams"] == results["0"]["streams"]
+    assert results["1"]["state"] == results["0"]["state"]
+    with duckdb.connect(str(sample_project / ".elt" / "w1.duckdb"), read_only=True) as db:
+        db.execute(f"attach '{sample_project / '.elt' / 'w0.duckdb'}' as record_path (read_only)")
+        tables = [r[0] for r in db.execute(
+            "select table_name from information_schema.tables where table_schema = 'tap_files' "
+            "and table_catalog = current_database()"
+        ).fetchall()]  # fmt: skip
+        assert sorted(tables) == ["customers", "order_items", "orders", "payments", "products"]
+        for table in tables:
+            columns_sql = (
+                "select column_name, data_type from information_schema.columns where table_catalog = '{db}' "
+                f"and table_schema = 'tap_files' and table_name = '{table}' "
+                "and column_name not like '\\_elt\\_%' escape '\\' order by ordinal_position"
+            )
+            fast_columns = db.execute(columns_sql.format(db="w1")).fetchall()
+            record_columns = db.execute(columns_sql.format(db="record_path")).fetchall()
+            assert fast_columns == record_columns, table
+            names = ", ".join(f'"{name}"' for name, _ in fast_columns)
+            for left, right in (("w1", "record_path"), ("record_path", "w1")):
+                (missing,) = db.execute(
+                    f"select count(*) from (select {names} from {left}.tap_files.{table} "
+                    f"except all select {names} from {right}.tap_files.{table})"
+                ).fetchone()
+                assert missing == 0, (table, left)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from singer_sdk import Stream
 from singer_sdk.exceptions import ConfigValidationError, FatalSyncError
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -25,6 +28,7 @@ from taps.tap_files.readers import (
     conform_array,
     find_paths,
     format_of,
+    is_json,
     json_property,
     to_rows,
     unify_schemas,
@@ -32,6 +36,7 @@ from taps.tap_files.readers import (
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
 MTIME = "_sdc_source_file_mtime"
@@ -102,6 +107,139 @@ class FileStream(Stream):
         if self.replication_key:
             return self._records_by_column(schema, self.replication_key)
         return (row for file in self.files for row in self._rows(file, schema))
+
+    def get_batches(  # type: ignore[override]
+        self, batch_config: BatchConfig, context: Context | None
+    ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+        """The rows `get_records` would emit, as Parquet files of at most `batch_size` rows.
+
+        Columns keep their Arrow types; JSON columns are marked for the target (docs/connectors.md).
+        Before each file is announced, the stream state says exactly what the files so far hold, as
+        the record path's state does after the same rows.
+        """
+        schema = pa.schema(
+            arrow_field(name, prop)
+            for name, prop in self.schema["properties"].items()
+            if name not in METADATA_PROPERTIES
+        )
+        size = batch_config.batch_size or BATCH_ROWS
+        root = Path(unquote(urlparse(batch_config.storage.root).path))
+        root.mkdir(parents=True, exist_ok=True)
+        for table, settle in self._tables(schema):
+            for start in range(0, table.num_rows, size):
+                chunk = self._selected_columns(table.slice(start, size))
+                path = root / f"{batch_config.storage.prefix or ''}{self.name}-{uuid.uuid4().hex}.parquet"
+                # Parquet compresses its pages itself; the encoding's compression is for whole files.
+                pq.write_table(chunk, path, compression="zstd")
+                settle(table, start + chunk.num_rows)
+                yield batch_config.encoding, [path.as_uri()]
+
+    def _tables(self, schema: pa.Schema) -> Iterator[tuple[pa.Table, Any]]:
+        """(table of rows to emit, settle(table, rows_written)) in the order the record path emits."""
+        if self.replication_key == MTIME:
+            yield from self._tables_by_mtime(schema)
+        elif self.replication_key:
+            yield from self._tables_by_column(schema, self.replication_key)
+        else:
+            for file in self.files:
+                batches = list(self._batches(file, schema))
+                if batches:
+                    yield pa.Table.from_batches(batches), lambda table, rows: None
+
+    def _tables_by_column(self, schema: pa.Schema, column: str) -> Iterator[tuple[pa.Table, Any]]:
+        bookmark, seen = self._bookmark("keys_at_bookmark")
+        keys = list(self.primary_keys)
+        batches = [batch for file in self.files for batch in self._batches(file, schema)]
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches)
+        if not keys:
+            self.stream_state.pop("keys_at_bookmark", None)
+        ties = 0
+        if bookmark is not None:
+            value, bookmark = self._bookmark_value(bookmark, table.schema.field(column))
+            after = pc.greater_equal if keys else pc.greater
+            table = table.filter(after(table[column], value))
+            ties = pc.sum(pc.equal(table[column], value)).as_py() or 0
+        table = table.sort_by(column)
+        if ties:
+            already = {tuple(key) for key in seen}
+            head = to_rows(table.slice(0, ties).select(keys).combine_chunks().to_batches()[0])
+            keep = [tuple(row[k] for k in keys) not in already for row in head]
+            table = table.filter(pa.array(keep + [True] * (table.num_rows - ties)))
+        progress = _Progress(self.stream_state, "keys_at_bookmark" if keys else None, bookmark, seen)
+        self.stream_state["replication_key"] = column
+
+        def settle(written: pa.Table, rows: int) -> None:
+            last = to_rows(written.slice(rows - 1, 1).select([column]).combine_chunks().to_batches()[0])[0]
+            value = last[column]
+            if value is None:
+                return
+            # the rows written so far that share the last value: at most a few
+            mask = pc.equal(written.slice(0, rows)[column], written[column][rows - 1])
+            tail = written.slice(0, rows).filter(mask).select(keys) if keys else None
+            if value != progress.value:
+                progress.advance(value)
+            if tail is not None and tail.num_rows:
+                known = {tuple(k) for k in progress.seen}
+                for row in to_rows(tail.combine_chunks().to_batches()[0]):
+                    key = [row[k] for k in keys]
+                    if tuple(key) not in known:
+                        progress.seen.append(key)
+            self.stream_state["replication_key_value"] = value
+
+        yield table, settle
+
+    def _tables_by_mtime(self, schema: pa.Schema) -> Iterator[tuple[pa.Table, Any]]:
+        bookmark, seen = self._bookmark("files_at_bookmark")
+        after: int | None = None
+        if bookmark is not None:
+            try:
+                after = _mtime_ns(str(bookmark))
+            except ValueError as exc:
+                raise self._bookmark_error(bookmark, "a timestamp") from exc
+        files = sorted(
+            (
+                file
+                for file in self.files
+                if after is None
+                or file.mtime_ns > after
+                or (file.mtime_ns == after and file.path not in seen)
+            ),
+            key=lambda file: (file.mtime_ns, file.path),
+        )
+        progress = _Progress(self.stream_state, "files_at_bookmark", bookmark, seen)
+        self.stream_state["replication_key"] = MTIME
+        for file in files:
+            stamp = _mtime_iso(file.mtime_ns)
+            batches = list(self._batches(file, schema))
+            table = pa.Table.from_batches(batches, schema=None) if batches else None
+
+            def settle(written: pa.Table, rows: int, stamp: str = stamp, file: SourceFile = file) -> None:
+                progress.advance(stamp)
+                if rows == written.num_rows:
+                    progress.settle(stamp, file.path)
+                self.stream_state["replication_key_value"] = stamp
+
+            if table is None or table.num_rows == 0:
+                progress.advance(stamp)
+                progress.settle(stamp, file.path)
+                self.stream_state["replication_key_value"] = stamp
+                continue
+            yield table, settle
+
+    def _selected_columns(self, table: pa.Table) -> pa.Table:
+        """Only the selected properties; JSON columns marked for the target."""
+        names = [name for name in table.column_names if self.mask.get(("properties", name), True)]
+        table = table.select(names)
+        fields = []
+        for column in table.schema:
+            if is_json(column):
+                column = column.with_metadata({**(column.metadata or {}), b"elt.json": b"1"})
+            elif pa.types.is_timestamp(column.type) and column.type.tz is None:
+                column = column.with_type(pa.timestamp(column.type.unit, tz="UTC"))  # naive means UTC
+            fields.append(column)
+        return table.cast(pa.schema(fields))
 
     def _increment_stream_state(
         self, latest_record: dict[str, Any], *, context: Context | None = None
