@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -24,6 +25,7 @@ from elt.project import PLUGIN_TYPES, Project, deep_merge
 # name -> plugin type; executables of the same name live next to elt's Python.
 BUILTIN_PLUGINS: dict[str, str] = {
     "tap-files": "extractors",
+    "tap-mysql": "extractors",
     "target-duckdb": "loaders",
     "dbt": "utilities",
 }
@@ -31,10 +33,11 @@ BUILTIN_PLUGINS: dict[str, str] = {
 # Where the settings schema of each built-in connector is declared.
 BUILTIN_CLASSES: dict[str, tuple[str, str]] = {
     "tap-files": ("taps.tap_files.tap", "TapFiles"),
+    "tap-mysql": ("taps.tap_mysql.tap", "TapMySQL"),
     "target-duckdb": ("targets.target_duckdb.target", "TargetDuckDB"),
 }
 
-SECRET_WORDS = ("password", "secret", "token", "private_key", "api_key", "apikey", "credentials")
+SECRET_WORDS = ("password", "secret", "token", "private_key", "ssl_key", "api_key", "apikey", "credentials")
 
 
 @dataclass(frozen=True)
@@ -287,13 +290,22 @@ def _venv_tool(name: str) -> bool:
 
 
 def secret_values(config: dict[str, Any]) -> set[str]:
-    """Values of settings whose names say they are secret, to be masked in logs and errors."""
+    """Values of settings whose names say they are secret, to be masked in logs and errors.
+
+    The password inside a URL setting (`sqlalchemy_url: postgresql://user:pw@host/db`) counts too.
+    """
     found: set[str] = set()
     for key, value in config.items():
         if isinstance(value, dict):
             found |= secret_values(value)
-        elif isinstance(value, str) and len(value) >= 4 and any(w in key.lower() for w in SECRET_WORDS):
-            found.add(value)
+        elif isinstance(value, str) and len(value) >= 4:
+            if any(w in key.lower() for w in SECRET_WORDS):
+                found.add(value)
+            elif "://" in value:
+                password = urlsplit(value).password
+                if password:
+                    found.add(password)
+                    found.add(unquote(password))
     return found
 
 

@@ -56,6 +56,12 @@ def select_catalog(
         for pattern, override in (metadata or {}).items():
             if fnmatchcase(name, pattern) and isinstance(override, dict):
                 root.update(override)
+                # Taps read the method and key from the entry's own fields as often as from metadata.
+                if "replication-method" in override:
+                    entry["replication_method"] = override["replication-method"]
+                    root["forced-replication-method"] = override["replication-method"]
+                if "replication-key" in override:
+                    entry["replication_key"] = override["replication-key"]
         root["selected"] = selected
         automatic = set(root.get("table-key-properties") or entry.get("key_properties") or [])
         if root.get("replication-key"):
