@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean bench
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ lint: install
 	$(BIN)/ruff check elt taps targets tests
 	$(BIN)/ruff format --check elt taps targets tests
 	$(BIN)/mypy
+
+# elt against its peers on one PostgreSQL table (bench/README.md); ROWS=10000000 for a bigger table.
+ROWS ?= 1000000
+bench: install
+	$(BIN)/python bench/run.py --rows $(ROWS)
 
 clean:
 	rm -rf .elt data models/target models/logs
