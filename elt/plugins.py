@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "tap-files": "extractors",
     "tap-mysql": "extractors",
     "target-duckdb": "loaders",
+    "target-postgres": "loaders",
     "dbt": "utilities",
 }
 
@@ -35,6 +36,7 @@ BUILTIN_CLASSES: dict[str, tuple[str, str]] = {
     "tap-files": ("taps.tap_files.tap", "TapFiles"),
     "tap-mysql": ("taps.tap_mysql.tap", "TapMySQL"),
     "target-duckdb": ("targets.target_duckdb.target", "TargetDuckDB"),
+    "target-postgres": ("targets.target_postgres.target", "TargetPostgres"),
 }
 
 SECRET_WORDS = ("password", "secret", "token", "private_key", "ssl_key", "api_key", "apikey", "credentials")

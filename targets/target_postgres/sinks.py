@@ -1,0 +1,202 @@
+"""One sink per stream: buffer the stream's records and load each batch into its PostgreSQL table; load
+the Parquet files of the stream's BATCH messages straight from Arrow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
+from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
+from singer_sdk.sinks import BatchSink
+
+from targets.target_duckdb.errors import LoadError
+from targets.target_postgres.batches import parquet_source, records_source
+from targets.target_postgres.settings import DEFAULT_BATCH_SIZE_ROWS, UPSERT
+from targets.target_postgres.types import columns_of, stream_table_name
+from targets.target_postgres.warehouse import DELETED_AT, BatchResult, TableSpec
+
+if TYPE_CHECKING:
+    from targets.target_postgres.target import TargetPostgres
+
+_DELETED_AT_SCHEMA = {"type": ["null", "string"], "format": "date-time"}
+
+
+class PostgresSink(BatchSink):
+    """Loads a stream into `<schema>.<table>` one batch (one transaction) at a time."""
+
+    MAX_SIZE_DEFAULT = DEFAULT_BATCH_SIZE_ROWS
+
+    def __init__(
+        self,
+        target: TargetPostgres,
+        stream_name: str,
+        schema: dict,
+        key_properties: Sequence[str] | None,
+    ) -> None:
+        self.loader = target
+        self._keeps_deleted_at = False
+        super().__init__(target, stream_name, schema, key_properties)
+        self._known_fields = set(self.schema.get("properties") or {})
+        self.columns = columns_of(self.schema)
+        self.table = self._table_spec()
+
+    @cached_property
+    def validate_schema(self) -> bool:
+        """Validate records with jsonschema only when asked: PostgreSQL enforces each column's type."""
+        return bool(self.config.get("validate_records", False))
+
+    def _validate_and_parse(self, record: dict) -> dict:
+        """singer-sdk's validation, with the stream and the record's position in the error."""
+        try:
+            return super()._validate_and_parse(record)
+        except InvalidRecord as exc:
+            raise LoadError(
+                f"stream '{self.stream_name}': record {self._total_records_read + 1} of the stream does not "
+                f"match its schema: {exc.error_message}"
+            ) from None
+
+    def _remove_sdc_metadata_from_schema(self) -> None:
+        """singer-sdk's removal of the `_sdc_*` properties, except `_sdc_deleted_at` when it carries deletes.
+
+        It is kept when the tap declares it (its deletes are data) and with `hard_delete`.
+        """
+        declared = (self.original_schema.get("properties") or {}).get(DELETED_AT)
+        super()._remove_sdc_metadata_from_schema()
+        if declared is not None or self.loader.settings.hard_delete:
+            self.schema["properties"][DELETED_AT] = declared or dict(_DELETED_AT_SCHEMA)
+            self._keeps_deleted_at = True
+
+    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
+        deleted_at = record.get(DELETED_AT)
+        super()._remove_sdc_metadata_from_record(record)
+        if self._keeps_deleted_at and deleted_at is not None:
+            record[DELETED_AT] = deleted_at
+
+    def _table_spec(self) -> TableSpec:
+        settings = self.loader.settings
+        keys = tuple(self.key_properties)
+        missing = [key for key in keys if key not in {column.field for column in self.columns}]
+        if missing:
+            raise LoadError(f"stream '{self.stream_name}': key_properties {missing} are not properties")
+        if settings.primary_key_required and not keys:
+            raise LoadError(
+                f"stream '{self.stream_name}' has no key_properties, and primary_key_required is true",
+                hint="set primary_key_required: false to load streams without a key",
+            )
+        method = settings.load_method_for(list(keys))
+        if settings.load_method == UPSERT and method != UPSERT:
+            self.logger.warning("Stream '%s' has no key_properties: appending", self.stream_name)
+        schema, table = settings.target_schema(self.stream_name)
+        return TableSpec(
+            stream=self.stream_name,
+            schema=schema,
+            name=stream_table_name(table),
+            keys=keys,
+            load_method=method,
+            hard_delete=settings.hard_delete,
+        )
+
+    def _parse_timestamps_in_record(
+        self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum
+    ) -> None:
+        """Leave date-times as text, for PostgreSQL to read a whole batch's column at once.
+
+        That is far faster than singer-sdk's parsing of every field of every record, and a bad
+        value still fails its batch, by stream, column and value.
+        """
+
+    def start_batch(self, context: dict) -> None:
+        context["records"] = []
+        context["time_extracted"] = []
+        context["received_at"] = []
+
+    def process_record(self, record: dict, context: dict) -> None:
+        context["records"].append(record)
+        context["time_extracted"].append(self.loader.time_extracted)
+        context["received_at"].append(time.time())
+
+    def process_batch(self, context: dict) -> None:
+        """Load the buffered records in one transaction."""
+        records: list[dict[str, Any]] = context.get("records") or []
+        if not records:
+            return
+        # JSONL BATCH files (read by singer-sdk) come without the per-record times.
+        time_extracted = context.get("time_extracted") or [None] * len(records)
+        received_at = context.get("received_at") or [time.time()] * len(records)
+        self._warn_unknown_fields(records)
+        source = records_source(
+            self.stream_name,
+            self.columns,
+            records,
+            time_extracted,
+            received_at,
+            sanitize_nul=self.loader.settings.sanitize_null_text,
+        )
+        # The records are in the Arrow batch now; let their dicts go.
+        records.clear()
+        self._report(self.loader.load(self.table, [source]))
+
+    def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
+        """Load the Parquet files of one BATCH message in one transaction, then delete them.
+
+        Records of the stream read before the BATCH message are loaded first, so that rows keep
+        their order. Other encodings are read by singer-sdk and loaded as records.
+        """
+        if encoding.format != BatchFileFormat.PARQUET:
+            super().process_batch_files(encoding, files)
+            return
+        self.loader.drain_one(self)
+        synced_at = datetime.now(UTC).isoformat()
+        paths = [self._local_path(url) for url in files]
+        sanitize = self.loader.settings.sanitize_null_text
+        # A generator: each file is opened when the one before it is loaded.
+        sources = (
+            parquet_source(self.stream_name, path, synced_at, self.columns, sanitize_nul=sanitize)
+            for path in paths
+        )
+        result = self.loader.load(self.table, sources)
+        for path in paths:
+            path.unlink(missing_ok=True)
+        self.record_counter_metric.increment(result.rows_in_batch)
+        self._report(result)
+
+    def _local_path(self, url: str) -> Path:
+        parsed = urlparse(url)
+        if parsed.scheme == "file":
+            return Path(url2pathname(parsed.path))
+        if not parsed.scheme:
+            return Path(url)
+        raise LoadError(
+            f"stream '{self.stream_name}': BATCH file {url} is not a local file",
+            hint="give the tap a batch_config storage root of file://...",
+        )
+
+    def _report(self, result: BatchResult) -> None:
+        if result.duplicates_merged:
+            self.tally_duplicate_merged(result.duplicates_merged)
+        self.logger.info(
+            "Loaded %d rows of '%s' into %s.%s (%s%s)",
+            result.rows_loaded,
+            self.stream_name,
+            self.table.schema,
+            self.table.name,
+            self.table.load_method,
+            f", {result.rows_deleted} deleted" if result.rows_deleted else "",
+        )
+
+    def _warn_unknown_fields(self, records: list[dict[str, Any]]) -> None:
+        unknown = set().union(*records) - self._known_fields
+        for name in sorted(unknown):
+            self.logger.warning(
+                "Stream '%s': field '%s' is not in its schema; not loaded", self.stream_name, name
+            )
+        self._known_fields |= unknown
