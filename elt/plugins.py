@@ -26,6 +26,7 @@ from elt.project import PLUGIN_TYPES, Project, deep_merge
 BUILTIN_PLUGINS: dict[str, str] = {
     "tap-files": "extractors",
     "tap-mysql": "extractors",
+    "tap-postgres": "extractors",
     "target-duckdb": "loaders",
     "target-postgres": "loaders",
     "dbt": "utilities",
@@ -35,6 +36,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
 BUILTIN_CLASSES: dict[str, tuple[str, str]] = {
     "tap-files": ("taps.tap_files.tap", "TapFiles"),
     "tap-mysql": ("taps.tap_mysql.tap", "TapMySQL"),
+    "tap-postgres": ("taps.tap_postgres.tap", "TapPostgres"),
     "target-duckdb": ("targets.target_duckdb.target", "TargetDuckDB"),
     "target-postgres": ("targets.target_postgres.target", "TargetPostgres"),
 }

@@ -1,0 +1,1 @@
+"""tap-postgres: the built-in Singer tap for PostgreSQL tables and views."""

@@ -1,0 +1,73 @@
+"""Parquet files of a stream's rows, at most `batch_size` rows each, for Singer BATCH messages.
+
+Files are written through singer-sdk's storage target (`batch_config.storage`), which makes a local
+file appear under its name only once it is complete. A file is written a decoded chunk at a time
+(one row group each), so memory holds one chunk, whatever `batch_size` is.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from singer_sdk.helpers._batch import StorageTarget
+
+
+def cut(chunks: Iterable[list[pa.Array]], rows: int) -> Iterator[tuple[list[pa.Array], bool]]:
+    """The chunks sliced so that every `rows` rows end a file: (arrays, whether they end it)."""
+    room = rows
+    for arrays in chunks:
+        count = len(arrays[0]) if arrays else 0
+        start = 0
+        while start < count:
+            take = min(room, count - start)
+            part = arrays if take == count else [array.slice(start, take) for array in arrays]
+            start += take
+            room -= take
+            yield part, room == 0
+            if room == 0:
+                room = rows
+
+
+class ParquetFiles:
+    """Writes one stream's Parquet files, one after the other, and names them."""
+
+    def __init__(self, storage: StorageTarget, stream: str, schema: pa.Schema, compression: str | None):
+        self.storage = storage
+        self.schema = schema
+        self.compression = compression or "none"
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stream)
+        self._name = f"{storage.prefix or ''}{safe}-{{:06d}}-{uuid.uuid4().hex[:8]}.parquet"
+        self._count = 0
+        self._open: tuple[ExitStack, pq.ParquetWriter, str] | None = None
+
+    def write(self, arrays: Sequence[pa.Array]) -> None:
+        """Append rows (one array per column of the schema) to the file being written."""
+        if self._open is None:
+            self._count += 1
+            filename = self._name.format(self._count)
+            stack = ExitStack()
+            handle = stack.enter_context(self.storage.open(filename, "wb"))
+            writer = pq.ParquetWriter(handle, self.schema, compression=self.compression)
+            stack.callback(writer.close)
+            self._open = (stack, writer, filename)
+        self._open[1].write_batch(pa.RecordBatch.from_arrays(list(arrays), schema=self.schema))
+
+    def finish(self) -> str | None:
+        """Complete the file being written; its URL, or None if none was started."""
+        if self._open is None:
+            return None
+        stack, _, filename = self._open
+        self._open = None
+        stack.close()
+        return self.storage.get_url(filename)
+
+    def abandon(self) -> None:
+        """Close the file being written after a failure (it is not announced)."""
+        if self._open is not None:
+            self._open[0].close()
+            self._open = None

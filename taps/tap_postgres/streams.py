@@ -1,0 +1,361 @@
+"""A table or view as a Singer stream: FULL_TABLE or INCREMENTAL, read through binary COPY.
+
+Rows are decoded a batch at a time into Arrow arrays (`binary_copy`) and go out either as RECORD
+lines built for the whole batch at once (`record_lines`), or, when the config has a Parquet
+`batch_config`, as Parquet files announced by BATCH messages (`batch_files`). Each batch of records
+or each file is followed by a STATE message whose bookmark covers exactly the rows sent before it.
+
+INCREMENTAL reads the rows whose replication key is at or after the bookmark (`>=`), in key order, so
+that rows which share the bookmark's value, or arrive later with it, are not lost; the rows at the
+bookmark are read again on the next run, and a target loading by key keeps one of each. Rows whose
+key is null are read on a full sync only.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pyarrow as pa
+from psycopg import sql
+from singer_sdk import Stream
+from singer_sdk.exceptions import FatalSyncError
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import CatalogEntry, MetadataMapping, Schema
+
+from taps.tap_postgres.batch_files import ParquetFiles, cut
+from taps.tap_postgres.binary_copy import copy_batches, to_arrow
+from taps.tap_postgres.discovery import Column, Table
+from taps.tap_postgres.pgtypes import Wire
+from taps.tap_postgres.record_lines import RecordLines, json_value
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers._batch import BatchConfig
+    from singer_sdk.helpers.types import Context
+
+    from taps.tap_postgres.tap import TapPostgres
+
+RECORD_ROWS = 10_000
+"""Rows per batch of RECORD lines; a STATE message follows each."""
+MAX_DECODE_ROWS = 100_000
+"""Rows decoded at a time for BATCH files: what memory holds, whatever `batch_size` is."""
+
+
+class SyncError(FatalSyncError):
+    """A stream cannot be read as asked (its catalog entry or its replication settings)."""
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What one sync of a stream reads: the columns, in the order of the stream's schema, and how."""
+
+    columns: tuple[Column, ...]
+    wires: tuple[Wire, ...]
+    statement: str
+    replication_key: int | None
+    """Index of the replication key among the columns (INCREMENTAL), else None."""
+
+
+class TableStream(Stream):
+    """One table or view, named `<schema>-<table>`."""
+
+    is_sorted = True  # INCREMENTAL rows go out in replication-key order
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE  # records are JSON-ready as built
+
+    def __init__(self, tap: TapPostgres, table: Table) -> None:
+        super().__init__(tap, schema=table.json_schema(), name=table.stream_name)
+        self.table = table
+        self.primary_keys = list(table.primary_key)
+        self._postgres = tap
+
+    # -- catalog ----------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> MetadataMapping:
+        """Standard metadata plus the schema name and the columns that can be replication keys."""
+        catalog = self._tap_input_catalog
+        if self._metadata is None and (catalog is None or catalog.get_stream(self.tap_stream_id) is None):
+            mapping = MetadataMapping.get_standard_metadata(
+                schema=self.schema,
+                schema_name=self.table.schema,
+                key_properties=self.primary_keys,
+                replication_method=self.forced_replication_method,
+                selected_by_default=self.selected_by_default,
+            )
+            mapping.root.valid_replication_keys = self.table.replication_key_candidates or None
+            mapping.root.replication_key = self.replication_key
+            mapping.root.selected = catalog is None and self.selected_by_default
+            self._metadata = mapping
+        return super().metadata
+
+    @property
+    def _singer_catalog_entry(self) -> CatalogEntry:
+        return CatalogEntry(
+            tap_stream_id=self.tap_stream_id,
+            stream=self.name,
+            schema=Schema.from_dict(self.schema),
+            metadata=self.metadata,
+            key_properties=self.primary_keys or [],
+            replication_key=self.replication_key,
+            replication_method=self.replication_method,
+            is_view=self.table.is_view,
+            database=self._postgres.database,
+            table=self.table.name,
+            row_count=None,
+            stream_alias=None,
+        )
+
+    @property
+    def replication_method(self) -> str:
+        """The catalog's method; else INCREMENTAL given a replication key; else default_replication_method."""
+        if self.forced_replication_method:
+            return self.forced_replication_method
+        if self.replication_key:
+            return "INCREMENTAL"
+        return str(self.config.get("default_replication_method") or "FULL_TABLE")
+
+    # -- syncing ----------------------------------------------------------------------------------
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """The rows as dicts: singer-sdk's own path, taken when stream maps or flattening apply."""
+        plan = self._plan(records=True)
+        lines = RecordLines(self.name, [(column.name, column.type.json_value) for column in plan.columns])
+        for arrays in self._read(plan, RECORD_ROWS):
+            yield from lines.records(arrays)
+
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, Any], Any, Any]:
+        # singer-sdk's loop spends several microseconds on each record; without stream maps or
+        # flattening there is nothing for it to do that a whole batch cannot have done at once.
+        if not write_messages or not self._records_unmapped():
+            yield from super()._sync_records(context, write_messages=write_messages)
+            return
+        plan = self._plan(records=True)
+        lines = RecordLines(
+            self.name,
+            [(column.name, column.type.json_value) for column in plan.columns],
+            self._stream_version,
+        )
+        out = _binary_stdout()
+        with self.get_record_counter() as counter, self.get_sync_timer():
+            for arrays in self._read(plan, RECORD_ROWS):
+                extracted = datetime.now(UTC).isoformat()
+                sys.stdout.flush()  # what singer-sdk wrote before goes first
+                out.write(lines.render(arrays, extracted))
+                out.flush()
+                counter.increment(len(arrays[0]))
+                self._set_bookmark(plan, self._bookmark_in(plan, arrays))
+                self._write_state_message()
+        self._write_state_message()
+
+    def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
+        """singer-sdk's `batch_config`, unless stream maps or flattening are configured: they work on
+        records, so the stream stays on the record path rather than write files they never saw."""
+        if config.get("batch_config") and not self._records_unmapped():
+            self.logger.info(
+                "Stream '%s': stream maps or flattening are configured; writing records", self.name
+            )
+            return None
+        return super().get_batch_config(config)
+
+    def _sync_batches(self, batch_config: BatchConfig, context: Context | None = None) -> None:
+        if batch_config.encoding.format != "parquet":
+            super()._sync_batches(batch_config, context=context)
+            return
+        plan = self._plan(records=False)
+        schema = pa.schema(column.type.arrow_field(column.name) for column in plan.columns)
+        files = ParquetFiles(batch_config.storage, self.name, schema, batch_config.encoding.compression)
+        size = max(1, batch_config.batch_size)
+        bookmark = None
+        with self.get_batch_counter() as batches, self.get_record_counter() as records, self.get_sync_timer():
+            try:
+                chunks = self._read(plan, min(size, MAX_DECODE_ROWS))
+                for arrays, ends_file in cut(chunks, size):
+                    files.write(
+                        [
+                            to_arrow(column.type, array)
+                            for column, array in zip(plan.columns, arrays, strict=True)
+                        ]
+                    )
+                    records.increment(len(arrays[0]))
+                    if (found := self._bookmark_in(plan, arrays)) is not None:
+                        bookmark = found
+                    if ends_file:
+                        self._announce(batch_config, files.finish(), plan, bookmark)
+                        batches.increment()
+                if url := files.finish():
+                    self._announce(batch_config, url, plan, bookmark)
+                    batches.increment()
+            finally:
+                files.abandon()
+
+    def _announce(self, batch_config: BatchConfig, url: str | None, plan: ReadPlan, bookmark: Any) -> None:
+        """BATCH for a finished file, then the STATE that covers its rows."""
+        if url is None:
+            return
+        self._write_batch_message(encoding=batch_config.encoding, manifest=[url])
+        self._set_bookmark(plan, bookmark)
+        self._write_state_message()
+
+    def get_replication_key_signpost(self, context: Context | None = None) -> None:
+        """None: no cap on bookmarks. Rows are read at or after the bookmark in key order and the
+        bookmark is the last row sent, so a row stamped in the future is read again, never skipped."""
+        return None
+
+    def _increment_stream_state(
+        self, latest_record: dict[str, Any], *, context: Context | None = None
+    ) -> None:
+        # singer-sdk's own record path (stream maps): rows come in key order, so the bookmark is the
+        # last row's key, as on the other paths; a null key (those come last) never moves it.
+        if self.replication_method == "INCREMENTAL" and self.replication_key:
+            self._store_bookmark(latest_record.get(self.replication_key))
+
+    def _records_unmapped(self) -> bool:
+        """Whether records go out as read: no stream map renames, filters or changes them."""
+        maps = self.stream_maps
+        return (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == self.name
+            and not maps[0].flattening_enabled
+        )
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _read(self, plan: ReadPlan, rows: int) -> Iterator[list[pa.Array]]:
+        with self._postgres.connection.cursor() as cursor:
+            yield from copy_batches(cursor, plan.statement, plan.wires, rows)
+
+    def _plan(self, *, records: bool) -> ReadPlan:
+        """The columns to read (selected ones, keys and replication key) and the COPY statement."""
+        method = self.replication_method
+        if method not in ("FULL_TABLE", "INCREMENTAL"):
+            raise SyncError(
+                f"tap-postgres: stream '{self.name}': replication method {method} is not supported; "
+                "use FULL_TABLE or INCREMENTAL (LOG_BASED is not implemented yet)"
+            )
+        key = self.replication_key if method == "INCREMENTAL" else None
+        if method == "INCREMENTAL" and not key:
+            raise SyncError(
+                f"tap-postgres: stream '{self.name}' is INCREMENTAL but has no replication key; set "
+                "`replication-key` in its metadata to one of: "
+                + ", ".join(self.table.replication_key_candidates)
+            )
+        columns = self._columns(key)
+        conn = self._postgres.connection
+        reads = [column.type.read(_quote(conn, column.name), records=records) for column in columns]
+        source = _quote(conn, self.table.schema, self.table.name)
+        query = f"SELECT {', '.join(expression for expression, _ in reads)} FROM {source}"
+        conditions = [f"({clause})" for clause in self._custom_where_clauses()]
+        index = None
+        if key:
+            index = [column.name for column in columns].index(key)
+            column = columns[index]
+            start = self._starting_bookmark()
+            if start is not None:
+                literal = sql.Literal(start if isinstance(start, str) else str(start)).as_string(conn)
+                conditions.append(f"{_quote(conn, key)} >= CAST({literal} AS {column.cast_type})")
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        if key:
+            query += f" ORDER BY {_quote(conn, key)}"
+        if limit := self.config.get("max_record_count"):
+            query += f" LIMIT {int(limit)}"
+        statement = f"COPY ({query}) TO STDOUT (FORMAT binary)"
+        return ReadPlan(tuple(columns), tuple(wire for _, wire in reads), statement, index)
+
+    def _columns(self, key: str | None) -> list[Column]:
+        """The table's columns for the selected properties, in the order of the stream's schema."""
+        properties = list(self.effective_schema.get("properties", {}))
+        always = {*self.primary_keys, *([key] if key else [])}
+        columns = []
+        for name in properties:
+            if name not in always and not self.mask[("properties", name)]:
+                continue
+            column = self.table.column(name)
+            if column is None:
+                raise SyncError(
+                    f"tap-postgres: stream '{self.name}': property '{name}' of the catalog is not a column "
+                    f"of {self.table.schema}.{self.table.name} (columns: "
+                    f"{', '.join(c.name for c in self.table.columns)}); refresh the catalog"
+                )
+            columns.append(column)
+        missing = always - {column.name for column in columns}
+        if missing:
+            raise SyncError(
+                f"tap-postgres: stream '{self.name}': key or replication key {', '.join(sorted(missing))} "
+                "is not a property of its catalog schema"
+            )
+        if not columns:
+            raise SyncError(f"tap-postgres: stream '{self.name}': no property is selected")
+        return columns
+
+    def _custom_where_clauses(self) -> list[str]:
+        options = (self.config.get("stream_options") or {}).get(self.name) or {}
+        return [
+            str(clause).strip() for clause in options.get("custom_where_clauses") or [] if str(clause).strip()
+        ]
+
+    # -- bookmarks --------------------------------------------------------------------------------
+
+    def _starting_bookmark(self) -> Any:
+        """The bookmark of the state passed in, if it is one of this replication key."""
+        state = self.stream_state
+        if state.get("replication_key") not in (None, self.replication_key):
+            return None
+        return state.get("replication_key_value")
+
+    def _bookmark_in(self, plan: ReadPlan, arrays: list[pa.Array]) -> Any:
+        """The greatest replication key value among the rows (the last non-null one: rows are ordered)."""
+        if plan.replication_key is None:
+            return None
+        values = arrays[plan.replication_key]
+        last = len(values) - values.null_count - 1
+        if last < 0:
+            return None
+        return json_value(values, plan.columns[plan.replication_key].type.json_value, last)
+
+    def _set_bookmark(self, plan: ReadPlan, value: Any) -> None:
+        if plan.replication_key is not None:
+            self._store_bookmark(value)
+
+    def _store_bookmark(self, value: Any) -> None:
+        """Make `value` the stream's bookmark; a numeric one as its exact text (a JSON number would
+        come back as a float, which may round above the true value and skip the rows at it)."""
+        if value is None:
+            return
+        state = self.stream_state
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = str(value) if isinstance(value, Decimal) else value
+        self.state_manager.is_flushed = False
+
+
+def _quote(conn: Any, *names: str) -> str:
+    return sql.Identifier(*names).as_string(conn)
+
+
+class _Output(Protocol):
+    def write(self, data: memoryview, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def _binary_stdout() -> _Output:
+    buffer: _Output | None = getattr(sys.stdout, "buffer", None)
+    return buffer if buffer is not None else _TextOutput()
+
+
+class _TextOutput:
+    """Bytes to a stdout that takes text only (a test harness's), as UTF-8."""
+
+    def write(self, data: memoryview, /) -> int:
+        return sys.stdout.write(bytes(data).decode("utf-8"))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
