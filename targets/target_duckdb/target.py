@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import PurePath
 from types import FrameType
@@ -121,24 +121,18 @@ class TargetDuckDB(Target):
             self._connection = None
 
     def load(self, table: TableSpec, batch: pa.Table) -> BatchResult:
-        """Load one batch of a stream in one committed transaction."""
-        empty_first = table.load_method == OVERWRITE and table.key not in self._overwritten
-        self._loading = True
-        try:
-            result = load_batch(self.connection, table, batch, empty_table_first=empty_first)
-        finally:
-            self._loading = False
-        if table.load_method == OVERWRITE:
-            self._overwritten.add(table.key)
-        self._commits += 1
-        return result
+        """Load one batch of a stream's records in one committed transaction."""
+        return self._commit(table, batch, load_batch)
 
     def load_file(self, table: TableSpec, data: pa.Table) -> BatchResult:
         """Load one BATCH file of a stream in one committed transaction."""
+        return self._commit(table, data, load_file_batch)
+
+    def _commit(self, table: TableSpec, data: pa.Table, loader: Callable[..., BatchResult]) -> BatchResult:
         empty_first = table.load_method == OVERWRITE and table.key not in self._overwritten
         self._loading = True
         try:
-            result = load_file_batch(self.connection, table, data, empty_table_first=empty_first)
+            result = loader(self.connection, table, data, empty_table_first=empty_first)
         finally:
             self._loading = False
         if table.load_method == OVERWRITE:
