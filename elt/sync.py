@@ -266,9 +266,7 @@ def _match_streams(patterns: tuple[str, ...], known: list[str], tap: str) -> set
     return wanted
 
 
-def _fast_path_config(
-    tap: Plugin, mappers: list[Plugin], target: Plugin, directory: Path
-) -> dict[str, Any]:
+def _fast_path_config(tap: Plugin, mappers: list[Plugin], target: Plugin, directory: Path) -> dict[str, Any]:
     """singer-sdk's `batch_config` for a built-in tap feeding a built-in target directly, else {}.
 
     A mapper in between works on records, so the chain stays on the record path; so does a tap whose
