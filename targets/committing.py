@@ -79,6 +79,7 @@ class CommittingTarget(Target):
         self._commits = 0
         self._commits_at_state = 0
         self._state_written: dict | None = None
+        self.on_state: Callable[[dict], None] | None = None  # where STATE goes instead of stdout
         super().__init__(
             config=config,
             parse_env_config=parse_env_config,
@@ -164,7 +165,10 @@ class CommittingTarget(Target):
         if state == self._state_written:
             return  # the same STATE again (e.g. the end-of-input drain) says nothing new
         self._state_written = state
-        super()._write_state_message(state)
+        if self.on_state is not None:
+            self.on_state(state)  # elt runs this target in its own process (elt/inprocess.py)
+        else:
+            super()._write_state_message(state)
 
     def _rows_buffered(self) -> bool:
         return any(sink.current_size for sink in self._sinks)

@@ -117,17 +117,18 @@ def test_fast_path_and_record_path_load_the_same_tables(sample_project: Path) ->
     from tests.conftest import run_elt
 
     results = {}
-    for fast in ("1", "0"):
+    for fast in ("1", "parquet", "0"):
         env = {"ELT_FAST_PATH": fast, "ELT_WAREHOUSE": f".elt/w{fast}.duckdb"}
         proc = run_elt("sync", "tap-files", "target-duckdb", "--format", "json", cwd=sample_project, env=env)
         results[fast] = json.loads(proc.stdout)
         state = run_elt("state", "get", "dev:tap-files-to-target-duckdb", cwd=sample_project).stdout
         results[fast]["state"] = json.loads(state)
         run_elt("state", "clear", "dev:tap-files-to-target-duckdb", "--force", cwd=sample_project)
-    assert results["1"]["streams"] == results["0"]["streams"]
-    assert results["1"]["state"] == results["0"]["state"]
+    assert results["1"]["streams"] == results["parquet"]["streams"] == results["0"]["streams"]
+    assert results["1"]["state"] == results["parquet"]["state"] == results["0"]["state"]
     with duckdb.connect(str(sample_project / ".elt" / "w1.duckdb"), read_only=True) as db:
         db.execute(f"attach '{sample_project / '.elt' / 'w0.duckdb'}' as record_path (read_only)")
+        db.execute(f"attach '{sample_project / '.elt' / 'wparquet.duckdb'}' as wparquet (read_only)")
         tables = [r[0] for r in db.execute(
             "select table_name from information_schema.tables where table_schema = 'tap_files' "
             "and table_catalog = current_database()"
@@ -142,10 +143,71 @@ def test_fast_path_and_record_path_load_the_same_tables(sample_project: Path) ->
             fast_columns = db.execute(columns_sql.format(db="w1")).fetchall()
             record_columns = db.execute(columns_sql.format(db="record_path")).fetchall()
             assert fast_columns == record_columns, table
+            assert db.execute(columns_sql.format(db="wparquet")).fetchall() == fast_columns, table
             names = ", ".join(f'"{name}"' for name, _ in fast_columns)
-            for left, right in (("w1", "record_path"), ("record_path", "w1")):
+            pairs = [(a, b) for a in ("w1", "wparquet") for b in ("record_path",)]
+            for left, right in [*pairs, *((b, a) for a, b in pairs)]:
                 (missing,) = db.execute(
                     f"select count(*) from (select {names} from {left}.tap_files.{table} "
                     f"except all select {names} from {right}.tap_files.{table})"
                 ).fetchone()
                 assert missing == 0, (table, left)
+
+
+# -- in-process: tap and target inside elt --------------------------------------------------------
+
+
+def _in_process_project(tmp_path: Path, rows: list[str], loader: str = "{path: warehouse.duckdb}") -> Path:
+    (tmp_path / "events.csv").write_text("id,amount\n" + "".join(f"{row}\n" for row in rows))
+    (tmp_path / "elt.yml").write_text(
+        "version: 1\nplugins:\n  extractors:\n    - name: tap-files\n      config:\n"
+        "        files: [{entity: events, path: events.csv, keys: [id], replication_key: id,"
+        " schema: {amount: integer}}]\n"
+        f"  loaders:\n    - name: target-duckdb\n      config: {loader}\n"
+    )
+    return tmp_path
+
+
+def test_in_process_sync_reports_rows_and_runs_in_one_process(tmp_path: Path) -> None:
+    from tests.conftest import run_elt
+
+    project = _in_process_project(tmp_path, [f"{i},{i * 2}" for i in range(1, 1001)])
+    proc = run_elt("sync", "tap-files", "target-duckdb", "--format", "json", cwd=project)
+
+    assert "Arrow batches, tap and target in one process" in proc.stderr
+    assert json.loads(proc.stdout)["streams"] == {"events": {"rows": 1000}}
+    with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as db:
+        assert db.execute("select count(*), sum(amount) from tap_files.events").fetchone() == (1000, 1001000)
+        # exact Arrow types arrive as they are: the schema's integer is a BIGINT column
+        assert db.execute(
+            "select data_type from information_schema.columns where table_name = 'events' "
+            "and column_name = 'amount'"
+        ).fetchone() == ("BIGINT",)
+    log = next((project / ".elt" / "logs").rglob("*.log")).read_text()
+    assert "target-duckdb | INFO | Loaded 1000 rows of 'events'" in log  # connector logs go to the log file
+    assert "Loaded" not in proc.stderr
+
+
+def test_in_process_tap_failure_names_the_tap_file_and_line(tmp_path: Path) -> None:
+    from tests.conftest import run_elt
+
+    project = _in_process_project(tmp_path, ["1,5", "2,6", "3,six"])
+    proc = run_elt("sync", "tap-files", "target-duckdb", cwd=project, check=False)
+
+    assert proc.returncode == 1
+    assert "tap-files failed" in proc.stderr
+    assert "line 4: column 'amount' expects integer, found 'six'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (project / "warehouse.duckdb").exists()
+
+
+def test_in_process_target_failure_names_the_target(tmp_path: Path) -> None:
+    from tests.conftest import run_elt
+
+    (tmp_path / "warehouse.duckdb").mkdir()  # a folder where the database file should be
+    project = _in_process_project(tmp_path, ["1,5", "2,6"])
+    proc = run_elt("sync", "tap-files", "target-duckdb", cwd=project, check=False)
+
+    assert proc.returncode == 1
+    assert "target-duckdb failed: cannot open DuckDB file" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -55,14 +55,22 @@ def pids_of(pattern: str) -> list[int]:
 
 @pytest.mark.parametrize(
     ("victim", "fast_path"),
-    [("target", True), ("target", False), ("tap", False), ("elt", True)],
-    ids=["target-fast-path", "target-record-path", "tap-record-path", "elt-fast-path"],
+    [("target", "parquet"), ("target", "0"), ("tap", "0"), ("elt", "parquet"), ("elt", "1")],
+    ids=[
+        "target-parquet-path",
+        "target-record-path",
+        "tap-record-path",
+        "elt-parquet-path",
+        "elt-in-process-path",
+    ],
 )
 def test_kill_9_mid_sync_then_rerun_loads_every_row_exactly_once(
-    victim: str, fast_path: bool, events_file: Path, tmp_path: Path
+    victim: str, fast_path: str, events_file: Path, tmp_path: Path
 ) -> None:
-    """On the fast path the tap writes all its files in a moment, so a tap killed mid-stream is only
-    possible (and tested) on the record path."""
+    """On the Parquet path the tap writes all its files in a moment, so a tap killed mid-stream is
+    only possible (and tested) on the record path. On the in-process path (the default for built-in
+    pairs) tap and target run inside elt: killing elt kills both mid-batch."""
+    batch = 2000 if fast_path == "1" else 10000  # smaller commits: the kill lands mid-sync
     (tmp_path / "events.csv").symlink_to(events_file)
     (tmp_path / "elt.yml").write_text(
         "version: 1\n"
@@ -70,9 +78,9 @@ def test_kill_9_mid_sync_then_rerun_loads_every_row_exactly_once(
         "plugins:\n  extractors:\n    - name: tap-files\n      config:\n"
         "        files: [{entity: events, path: events.csv, keys: [id], replication_key: id}]\n"
         "  loaders:\n    - name: target-duckdb\n"
-        "      config: {path: .elt/warehouse.duckdb, batch_size_rows: 10000, load_method: upsert}\n"
+        f"      config: {{path: .elt/warehouse.duckdb, batch_size_rows: {batch}, load_method: upsert}}\n"
     )
-    env = {**os.environ, "ELT_FAST_PATH": "1" if fast_path else "0"}
+    env = {**os.environ, "ELT_FAST_PATH": fast_path}
     env.pop("ELT_ENVIRONMENT", None)
     sync = subprocess.Popen(
         [str(BIN / "elt"), "sync", "tap-files", "target-duckdb", "--format", "json"],

@@ -564,9 +564,10 @@ def tap_executable(tmp_path: Path) -> str | None:
     return str(script)
 
 
-# The Parquet fast path keeps the source types; the record path has JSON Schema's.
+# The fast paths (in-process Arrow, Parquet files) keep the source types; the record path has JSON Schema's.
 PATHS = {
     "fast path": ({}, ("INTEGER", "DECIMAL(12,2)", "TIMESTAMP WITH TIME ZONE")),
+    "parquet path": ({"ELT_FAST_PATH": "parquet"}, ("INTEGER", "DECIMAL(12,2)", "TIMESTAMP WITH TIME ZONE")),
     "record path": ({"ELT_FAST_PATH": "0"}, ("BIGINT", "DOUBLE", "TIMESTAMP WITH TIME ZONE")),
 }
 

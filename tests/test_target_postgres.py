@@ -749,10 +749,12 @@ def target_on_path(tmp_path: Path) -> dict[str, str]:
     return {"PATH": f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+@pytest.mark.parametrize("fast_path", ["1", "parquet"])
 def test_elt_sync_tap_files_into_target_postgres_is_incremental(
-    tmp_path: Path, pg_schema: str, query, column_types, target_on_path: dict[str, str]
+    tmp_path: Path, pg_schema: str, query, column_types, target_on_path: dict[str, str], fast_path: str
 ) -> None:
-    """Through the `elt` executable, on the fast path (Parquet batches), as `elt sync` runs by default."""
+    """Through the `elt` executable, on the fast paths: in-process Arrow batches (as `elt sync` runs
+    by default) and Parquet files between processes."""
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
     csv = project / "data" / "orders.csv"
@@ -782,7 +784,7 @@ def test_elt_sync_tap_files_into_target_postgres_is_incremental(
             """
         ).lstrip()
     )
-    env = {**target_on_path, "ELT_FAST_PATH": "1"}
+    env = {**target_on_path, "ELT_FAST_PATH": fast_path}
 
     sync = ("sync", "tap-files", "target-postgres", "--format", "json")
     first = run_elt(*sync, cwd=project, env=env)

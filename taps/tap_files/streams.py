@@ -18,6 +18,7 @@ from singer_sdk import Stream
 from singer_sdk.exceptions import ConfigValidationError, FatalSyncError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from elt import handoff
 from taps.tap_files.readers import (
     BATCH_ROWS,
     READERS,
@@ -123,16 +124,22 @@ class FileStream(Stream):
             if name not in METADATA_PROPERTIES
         )
         size = batch_config.batch_size or BATCH_ROWS
+        in_process = handoff.is_handoff(batch_config.storage.root)  # elt runs the target here too
         root = Path(unquote(urlparse(batch_config.storage.root).path))
-        root.mkdir(parents=True, exist_ok=True)
+        if not in_process:
+            root.mkdir(parents=True, exist_ok=True)
         for table, settle in self._tables(schema):
             for start in range(0, table.num_rows, size):
                 chunk = self._selected_columns(table.slice(start, size))
-                path = root / f"{batch_config.storage.prefix or ''}{self.name}-{uuid.uuid4().hex}.parquet"
-                # Parquet compresses its pages itself; the encoding's compression is for whole files.
-                pq.write_table(chunk, path, compression="zstd")
+                if in_process:
+                    url = handoff.put(chunk, self.name)
+                else:
+                    path = root / f"{batch_config.storage.prefix or ''}{self.name}-{uuid.uuid4().hex}.parquet"
+                    # Parquet compresses its pages itself; the encoding's compression is for whole files.
+                    pq.write_table(chunk, path, compression="zstd")
+                    url = path.as_uri()
                 settle(table, start + chunk.num_rows)
-                yield batch_config.encoding, [path.as_uri()]
+                yield batch_config.encoding, [url]
 
     def _tables(self, schema: pa.Schema) -> Iterator[tuple[pa.Table, Any]]:
         """(table of rows to emit, settle(table, rows_written)) in the order the record path emits."""

@@ -196,6 +196,12 @@ class TapPostgres(Tap):
         except psycopg.OperationalError as exc:
             raise _invalid(f"tap-postgres: cannot connect to PostgreSQL: {str(exc).strip()}") from exc
 
+    def close(self) -> None:
+        """Close the connection, if one was opened (elt runs taps in its own process too)."""
+        connection = self.__dict__.pop("connection", None)
+        if connection is not None:
+            connection.close()
+
     @property
     def database(self) -> str:
         """The name of the database read."""

@@ -13,6 +13,7 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 
+from elt import handoff
 from targets.target_duckdb.batches import build_batch
 from targets.target_duckdb.errors import LoadError
 from targets.target_duckdb.parquet import exact_columns, local_path, read_batch_file
@@ -140,17 +141,21 @@ class DuckDBSink(BatchSink):
             super().process_batch_files(encoding, files)
             return
         for url in files:
-            path = local_path(url)
-            data = read_batch_file(self.stream_name, path)
+            path = None if handoff.is_handoff(url) else local_path(url)
+            if path is None:
+                data = handoff.take(url, self.stream_name)
+            else:
+                data = read_batch_file(self.stream_name, path)
             spec = replace(self.table, columns=exact_columns(self.table.columns, data.schema))
             result = self.loader.load_file(spec, data)
             self.record_counter_metric.increment(data.num_rows)
-            path.unlink(missing_ok=True)
+            if path is not None:
+                path.unlink(missing_ok=True)
             self.logger.info(
                 "Loaded %d rows of '%s' from %s into %s.%s (%s)",
                 result.rows_inserted,
                 self.stream_name,
-                path.name,
+                "an in-process batch" if path is None else path.name,
                 spec.schema,
                 spec.name,
                 spec.load_method,

@@ -102,7 +102,7 @@ def load_batch(
             duplicates = 0
             if spec.load_method == UPSERT:
                 duplicates = _delete_batch_keys(con, spec, table_types, batch.num_rows)
-            inserted = _insert(con, spec, table_types)
+            inserted = _insert(con, spec, table_types, duplicates > 0)
             con.commit()
         except duckdb.Error as error:
             _rollback(con)
@@ -237,7 +237,14 @@ def _delete_batch_keys(
     return rows - int(distinct)
 
 
-def _insert(con: duckdb.DuckDBPyConnection, spec: TableSpec, table_types: Mapping[str, str]) -> int:
+def _insert(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, table_types: Mapping[str, str], duplicates: bool
+) -> int:
+    """Insert the batch; with `duplicates` (an upsert batch that repeats a key), each key's last row.
+
+    The window that picks last rows costs more than the insert itself (1M rows: 0.86 s against
+    0.34 s, and 0.4 s more at the next checkpoint), so batches without repeated keys go without it.
+    """
     targets = [quote(column.name) for column in spec.columns] + [quote(LOADED_AT), quote(SYNCED_AT)]
     values = [_cast(spec, table_types, i) for i in range(len(spec.columns))]
     values.append("current_timestamp")
@@ -247,11 +254,12 @@ def _insert(con: duckdb.DuckDBPyConnection, spec: TableSpec, table_types: Mappin
     source = f"{_BATCH_VIEW} AS b"
     where = ""
     if spec.load_method == UPSERT:
-        partition = ", ".join(batch_column(i) for i in _key_indexes(spec))
-        source = (
-            f"(SELECT * FROM {_BATCH_VIEW} QUALIFY row_number() OVER "
-            f"(PARTITION BY {partition} ORDER BY {ROW} DESC) = 1) AS b"
-        )
+        if duplicates:
+            partition = ", ".join(batch_column(i) for i in _key_indexes(spec))
+            source = (
+                f"(SELECT * FROM {_BATCH_VIEW} QUALIFY row_number() OVER "
+                f"(PARTITION BY {partition} ORDER BY {ROW} DESC) = 1) AS b"
+            )
         deleted = _deleted_at_index(spec)
         if spec.hard_delete and deleted is not None:
             where = f" WHERE b.{batch_column(deleted)} IS NULL"

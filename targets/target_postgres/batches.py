@@ -111,7 +111,7 @@ def records_source(
 
 def parquet_source(
     stream: str,
-    path: Path,
+    path: Path | pa.Table,
     synced_at: str,
     declared: Sequence[Column] = (),
     *,
@@ -124,13 +124,21 @@ def parquet_source(
     stands, and PostgreSQL reads the text into it.
     """
     declared_types = {column.field: column.type for column in declared}
-    try:
-        parquet = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as error:
-        raise LoadError(f"stream '{stream}': cannot read BATCH file {path}: {error}") from error
+    if isinstance(path, pa.Table):  # a batch handed over in-process (elt/handoff.py)
+        table = path
+        arrow_schema = table.schema
+        read = table.to_batches(max_chunksize=PARQUET_BATCH_ROWS)
+        path = Path("(in-process batch)")
+    else:
+        try:
+            parquet = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as error:
+            raise LoadError(f"stream '{stream}': cannot read BATCH file {path}: {error}") from error
+        arrow_schema = parquet.schema_arrow
+        read = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS)
     columns = []
     fields = []
-    for index, field in enumerate(parquet.schema_arrow):
+    for index, field in enumerate(arrow_schema):
         try:
             column_type = arrow_column_type(field)
         except TypeError as error:
@@ -148,7 +156,7 @@ def parquet_source(
 
     def batches() -> Iterator[pa.RecordBatch]:
         offset = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for batch in read:
             arrays = list(batch.columns)
             if sanitize_nul:
                 arrays = [

@@ -18,6 +18,7 @@ from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 
+from elt import handoff
 from targets.target_duckdb.errors import LoadError
 from targets.target_postgres.batches import parquet_source, records_source
 from targets.target_postgres.settings import DEFAULT_BATCH_SIZE_ROWS, UPSERT
@@ -156,7 +157,10 @@ class PostgresSink(BatchSink):
             return
         self.loader.drain_one(self)
         synced_at = datetime.now(UTC).isoformat()
-        paths = [self._local_path(url) for url in files]
+        paths = [
+            handoff.take(url, self.stream_name) if handoff.is_handoff(url) else self._local_path(url)
+            for url in files
+        ]
         sanitize = self.loader.settings.sanitize_null_text
         # A generator: each file is opened when the one before it is loaded.
         sources = (
@@ -165,7 +169,8 @@ class PostgresSink(BatchSink):
         )
         result = self.loader.load(self.table, sources)
         for path in paths:
-            path.unlink(missing_ok=True)
+            if isinstance(path, Path):
+                path.unlink(missing_ok=True)
         self.record_counter_metric.increment(result.rows_in_batch)
         self._report(result)
 
