@@ -91,7 +91,7 @@ EXPECTED_SCHEMA: dict[str, dict[str, Any]] = {
     "stamp": {"type": ["string", "null"], "format": "date-time"},
     "day": {"type": ["string", "null"], "format": "date"},
     "at": {"type": ["string", "null"], "format": "time"},
-    "doc": {"type": ["object", "array", "null"]},
+    "doc": {},
     "name": {"type": "string", "maxLength": 20},
     "body": {"type": ["string", "null"]},
     "size": {"type": ["string", "null"]},

@@ -38,7 +38,7 @@ _SHORT_TYPES: dict[str, dict[str, Any]] = {
     "date": {"type": ["string", "null"], "format": "date"},
     "date-time": {"type": ["string", "null"], "format": "date-time"},
     "time": {"type": ["string", "null"], "format": "time"},
-    "json": {"type": ["object", "array", "null"]},
+    "json": {},  # no type: JSON text may hold a scalar or null as well as an object or array
 }
 SHORT_TYPE_NAMES = tuple(_SHORT_TYPES)
 

@@ -283,7 +283,11 @@ class FileStream(Stream):
     def _infer_schema(self) -> dict[str, Any]:
         declared = {name: arrow_field(name, prop) for name, prop in self.entry.declared.items()}
         merged = unify_schemas(self._reader(file).infer_schema(file.path, declared) for file in self.files)
-        properties = {f.name: dict(self.entry.declared.get(f.name) or json_property(f)) for f in merged}
+        # A declared property wins, `json`'s {} too (which is falsy).
+        properties = {
+            f.name: dict(self.entry.declared[f.name]) if f.name in self.entry.declared else json_property(f)
+            for f in merged
+        }
         for name, prop in self.entry.declared.items():
             properties.setdefault(name, dict(prop))
         metadata = METADATA_PROPERTIES if self.entry.add_metadata_columns else {}

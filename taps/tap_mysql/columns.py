@@ -329,7 +329,8 @@ class _Json(Kind):
     """json (MySQL's type; MariaDB's longtext with a json_valid check): any JSON value."""
 
     def json_schema(self, column: Column) -> dict[str, Any]:
-        return {"type": ["object", "array"]}
+        # No type: a JSON column holds scalars ("x", 1, true) and null as well as objects and arrays.
+        return {}
 
     def json_converter(self, column: Column) -> Convert | None:
         return _json_value
