@@ -31,6 +31,8 @@ lint: install
 # elt against its peers on one PostgreSQL table (bench/README.md); ROWS=10000000 for a bigger table.
 ROWS ?= 1000000
 bench: install
+	@# bytecode of sources changed since the install, so no case pays for compiling them
+	$(BIN)/python -m compileall -q elt taps targets >/dev/null
 	$(BIN)/python bench/run.py --rows $(ROWS)
 
 clean:
