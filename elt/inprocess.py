@@ -1,6 +1,6 @@
 """Run a built-in tap and a built-in target together in elt's own process, batches as Arrow tables.
 
-    tap thread:   tap.sync_all() ──SCHEMA, BATCH arrow://…, STATE──► queue (two messages at most)
+    tap thread:   tap.sync_all() ──SCHEMA, BATCH arrow://…, STATE──► queue (one BATCH at a time)
     this thread:  queue ──► target._process_*_message ──► commit ──► STATE ──► on_state
 
 The chain of processes (elt/chain.py) costs a built-in pair more than moving the rows does: each
@@ -13,7 +13,8 @@ the warehouse's bulk insert overlap, and DuckDB and numpy release the GIL while 
 The messages are the Singer messages the processes would exchange, serialized by the tap's writer and
 read by the target's reader as on a pipe, so both connectors behave exactly as they do apart: STATE
 goes out only after the target committed the rows before it, and the target's STATE is what `on_state`
-receives. The queue holds at most two messages, so at most a few batches are in memory at once.
+receives. A BATCH is handed over only when the target takes it, so at most two batches are in memory:
+the one the target loads and the one the tap has ready.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from elt.errors import EltError, RunError
 from elt.logs import RateMeter, Redactor, Reporter
 from elt.plugins import BUILTIN_CLASSES
 
-_QUEUE_SIZE = 1
+_QUEUE_SIZE = 1000  # messages; a BATCH waits to be taken (see _QueueWriter)
 _POLL_SECONDS = 0.1
 
 
@@ -65,14 +66,24 @@ class _QueueWriter:
 
     def write_message(self, message: Any) -> None:
         line = self._serialize(message)
+        messages = self._messages
         while True:
             if self._stop.is_set():
                 raise _Stopped
             try:
-                self._messages.put(line, timeout=_POLL_SECONDS)
-                return
+                messages.put(line, timeout=_POLL_SECONDS)
+                break
             except queue.Full:
                 continue
+        if getattr(message, "type", None) != "BATCH":
+            return
+        # A batch waits until the target has taken it, so that while the target loads one batch the
+        # tap prepares the next and no more: two batches in memory at most.
+        with messages.all_tasks_done:
+            while messages.unfinished_tasks:
+                if self._stop.is_set():
+                    raise _Stopped
+                messages.all_tasks_done.wait(_POLL_SECONDS)
 
 
 def builtin_class(builtin: str) -> Any:
@@ -188,6 +199,7 @@ def run_in_process(
                     raise RunError(f"the sync timed out after {timeout:g}s and was stopped; {durable_note()}")
                 if line is None:
                     continue
+                messages.task_done()  # taken: a tap waiting on a BATCH may prepare the next one
                 if line is done:
                     break
                 message = reader.deserialize_json(line)

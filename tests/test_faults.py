@@ -11,7 +11,9 @@ import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -136,3 +138,62 @@ def test_kill_9_mid_sync_then_rerun_loads_every_row_exactly_once(
             "select count(*), count(distinct id), min(id), max(id) from tap_files.events"
         ).fetchone()
     assert (rows, keys, low, high) == (TOTAL, TOTAL, 1, TOTAL)
+
+
+def test_kill_9_of_an_in_process_postgres_sync_then_rerun_loads_every_row_exactly_once(
+    db: Any, pg_schema: str, tmp_path: Path
+) -> None:
+    """tap-postgres → target-postgres in elt's process (the default fast path), killed mid-sync."""
+    total = 300_000
+    db(
+        "CREATE TABLE {schema}.events (id bigint PRIMARY KEY, amount numeric(12,2), at timestamptz)",
+        f"INSERT INTO {{schema}}.events SELECT g, g / 100.0, timestamptz '2024-01-01' + g * interval '1 s' "
+        f"FROM generate_series(1, {total}) g",
+    )
+    stream = f"{pg_schema}-events"
+    target_schema = f"{pg_schema}_out"
+    (tmp_path / "elt.yml").write_text(
+        "version: 1\n"
+        "state_backend: {lock_timeout_seconds: 3}\n"
+        "plugins:\n  extractors:\n    - name: tap-postgres\n"
+        f"      config: {{host: 127.0.0.1, user: postgres, database: test, filter_schemas: [{pg_schema}]}}\n"
+        f"      select: ['{stream}.*']\n"
+        f"      metadata: {{'{stream}': {{replication-method: INCREMENTAL, replication-key: id}}}}\n"
+        "  loaders:\n    - name: target-postgres\n"
+        "      config: {host: 127.0.0.1, user: postgres, database: test, batch_size_rows: 5000,"
+        f" default_target_schema: {target_schema}}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ELT_ENVIRONMENT", "ELT_FAST_PATH")}
+    sync = subprocess.Popen(
+        [str(BIN / "elt"), "sync", "tap-postgres", "target-postgres", "--format", "json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    state_db = tmp_path / ".elt" / "elt.db"
+    deadline = time.monotonic() + 120
+    try:
+        while partial_state(state_db) is None and sync.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sync.poll() is None, "the sync ended before it could be killed"
+        os.kill(sync.pid, signal.SIGKILL)
+        _, stderr = sync.communicate(timeout=60)
+        assert "in one process" in stderr
+        kept = partial_state(state_db)
+        assert kept is not None
+        bookmark = kept["bookmarks"][stream]["replication_key_value"]
+        loaded = db(f"SELECT count(*), max(id) FROM {target_schema}.{pg_schema}_events")[0]
+        assert bookmark <= loaded[1] < total  # the state claims no more than what was committed
+
+        rerun = run_elt("sync", "tap-postgres", "target-postgres", "--wait", "--format", "json", cwd=tmp_path)
+        assert 0 < json.loads(rerun.stdout)["rows"] < total  # resumed from the bookmark
+        assert db(
+            f"SELECT count(*), count(DISTINCT id), min(id), max(id), sum(amount) "
+            f"FROM {target_schema}.{pg_schema}_events"
+        ) == [(total, total, 1, total, sum(range(1, total + 1)) / Decimal(100))]
+    finally:
+        if sync.poll() is None:
+            sync.kill()
+        db(f"DROP SCHEMA IF EXISTS {target_schema} CASCADE")

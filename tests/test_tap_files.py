@@ -654,3 +654,22 @@ def test_hundred_thousand_rows_are_read_in_about_a_second(tmp_path: Path) -> Non
 
     assert len(ids) == count
     assert elapsed < 3.0
+
+
+def test_batches_end_at_batch_size_bytes_as_well_as_rows(tmp_path: Path) -> None:
+    text = "x" * 1000
+    path = write(tmp_path / "docs.csv", csv_rows("id,body", *(f"{i},{text}" for i in range(1, 2001))))
+    batch_config = {"encoding": {"format": "parquet"}, "storage": {"root": (tmp_path / "out").as_uri()}}
+    config = {
+        "files": [{"entity": "docs", "path": str(path), "keys": ["id"]}],
+        "batch_config": {**batch_config, "batch_size": 100_000},
+        "batch_size_bytes": 100_000,  # about 100 rows of 1 kB
+    }
+
+    result = sync(config)
+
+    files = [Path(m["manifest"][0].removeprefix("file://")) for m in result.messages if m["type"] == "BATCH"]
+    tables = [pq.read_table(f) for f in files]
+    assert sum(t.num_rows for t in tables) == 2000
+    assert len(tables) >= 15  # not one file of 2,000 rows
+    assert all(t.num_rows <= 110 for t in tables)

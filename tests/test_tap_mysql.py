@@ -615,3 +615,23 @@ def test_elt_sync_into_duckdb_loads_new_rows_and_late_ties_once(
     with duckdb.connect(str(project / "warehouse.duckdb"), read_only=True) as db:
         assert db.execute(f"SELECT count(*), count(DISTINCT id) FROM {table}").fetchone() == (61, 61)
         assert db.execute(f"SELECT name FROM {table} WHERE id = 61").fetchone() == ("late tie",)
+
+
+def test_batches_end_at_batch_size_bytes_as_well_as_rows(database: str, tmp_path: Path) -> None:
+    execute(
+        "CREATE TABLE docs (id INT PRIMARY KEY, body TEXT)",
+        "INSERT INTO docs SELECT seq, REPEAT('x', 1000) FROM seq_1_to_3000",
+        database=database,
+    )
+    batch_config = {"encoding": {"format": "parquet"}, "storage": {"root": tmp_path.as_uri()}}
+    config = {**config_for(database, batch_config={**batch_config, "batch_size": 100_000})}
+    config["batch_size_bytes"] = 100_000  # about 100 rows of 1 kB
+    catalog = catalog_for(config, f"{database}-docs")
+
+    result = sync(config, catalog)
+
+    files = [Path(m["manifest"][0].removeprefix("file://")) for m in result.messages if m["type"] == "BATCH"]
+    rows = [pq.read_table(f).num_rows for f in files]
+    assert sum(rows) == 3000
+    assert rows[0] == 1000  # the first batch measures how wide the rows are
+    assert len(rows) >= 20 and max(rows[1:]) <= 110

@@ -19,6 +19,7 @@ from singer_sdk.exceptions import ConfigValidationError, FatalSyncError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from elt import handoff
+from taps.batch_limits import batch_bytes, rows_within
 from taps.tap_files.readers import (
     BATCH_ROWS,
     READERS,
@@ -112,7 +113,8 @@ class FileStream(Stream):
     def get_batches(  # type: ignore[override]
         self, batch_config: BatchConfig, context: Context | None
     ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
-        """The rows `get_records` would emit, as Parquet files of at most `batch_size` rows.
+        """The rows `get_records` would emit, as Parquet files of at most `batch_size` rows and
+        about `batch_size_bytes`.
 
         Columns keep their Arrow types; JSON columns are marked for the target (docs/connectors.md).
         Before each file is announced, the stream state says exactly what the files so far hold, as
@@ -128,9 +130,11 @@ class FileStream(Stream):
         root = Path(unquote(urlparse(batch_config.storage.root).path))
         if not in_process:
             root.mkdir(parents=True, exist_ok=True)
+        max_bytes = batch_bytes(self.config)
         for table, settle in self._tables(schema):
-            for start in range(0, table.num_rows, size):
-                chunk = self._selected_columns(table.slice(start, size))
+            step = rows_within(table.nbytes, table.num_rows, size, max_bytes)
+            for start in range(0, table.num_rows, step):
+                chunk = self._selected_columns(table.slice(start, step))
                 if in_process:
                     url = handoff.put(chunk, self.name)
                 else:

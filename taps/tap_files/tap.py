@@ -17,6 +17,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
+from taps import batch_limits
 from taps.tap_files.readers import READERS, SHORT_TYPE_NAMES, CsvDialect, declared_property
 from taps.tap_files.streams import FileEntry, FileStream
 
@@ -72,6 +73,7 @@ class TapFiles(Tap):
     package_name = "elt"  # the distribution the tap ships in, for --version and --about
     config_jsonschema = th.PropertiesList(
         th.Property("files", th.ArrayType(FILE_ENTRY), description="The streams to read"),
+        batch_limits.SETTING,
         th.Property(
             "csv_files_definition",
             th.StringType,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from singer_sdk.singerlib.catalog import (
 )
 
 from elt import handoff
+from taps.batch_limits import batch_bytes, rows_within
 from taps.tap_mysql.columns import Column, TimeOutOfRange
 from taps.tap_mysql.connection import connect
 from taps.tap_mysql.discovery import Table
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 RECORD_CHUNK_ROWS = 10_000  # rows fetched at a time on the record path
+FIRST_BATCH_ROWS = 1_000  # the first batch's rows, which tell how many fit in batch_size_bytes
 PARQUET_COMPRESSION = "zstd"  # Parquet compresses its pages itself; files are never compressed whole
 
 
@@ -208,8 +210,12 @@ class TableStream(Stream):
         key_index = columns.index(key) if key else None
         storage = batch_config.storage
         stem = f"{storage.prefix or ''}{re.sub(r'[^A-Za-z0-9_.-]', '_', self.name)}-{uuid.uuid4().hex[:12]}"
-        size = batch_config.batch_size or 100_000
-        for number, rows in enumerate(self._chunks(columns, context, size, decode=False), start=1):
+        max_rows = batch_config.batch_size or 100_000
+        max_bytes = batch_bytes(self.config)
+        # The first file is small: it tells how wide the rows are, and so how many fit in max_bytes.
+        size = [min(max_rows, FIRST_BATCH_ROWS)]
+        chunks = self._chunks(columns, context, lambda: size[0], decode=False)
+        for number, rows in enumerate(chunks, start=1):
             arrays = []
             for column, values in zip(columns, zip(*rows, strict=True), strict=True):
                 try:
@@ -218,6 +224,7 @@ class TableStream(Stream):
                     raise self._value_error(column, exc) from exc
             filename = f"{stem}-{number:06d}.parquet"
             table = pa.Table.from_arrays(arrays, schema=schema)
+            size[0] = rows_within(table.nbytes, table.num_rows, max_rows, max_bytes)
             if handoff.is_handoff(storage.root):  # elt runs the tap and its target in one process
                 url = handoff.put(table, self.name)
             else:
@@ -296,17 +303,24 @@ class TableStream(Stream):
         return f"{sql} ORDER BY {_quote(key.name)}", params
 
     def _chunks(
-        self, columns: Sequence[Column], context: Context | None, size: int, *, decode: bool = True
+        self,
+        columns: Sequence[Column],
+        context: Context | None,
+        size: int | Callable[[], int],
+        *,
+        decode: bool = True,
     ) -> Iterator[Sequence[tuple[Any, ...]]]:
-        """The query's rows, `size` at a time, from an unbuffered cursor on a connection of its own;
-        decoded into Python values, or (`decode=False`) as the server's text."""
+        """The query's rows, `size` at a time (asked again before each chunk if it is a function), from
+        an unbuffered cursor on a connection of its own; decoded into Python values, or
+        (`decode=False`) as the server's text."""
+        rows_per_chunk = size if callable(size) else lambda: size
         sql, params = self._query(columns, context)
         self.logger.info("Reading '%s': %s", self.name, sql)
         connection = connect(self.config, decode=decode)
         try:
             cursor = connection.cursor(pymysql.cursors.SSCursor)
             cursor.execute(sql, params)
-            while rows := cursor.fetchmany(size):
+            while rows := cursor.fetchmany(rows_per_chunk()):
                 yield rows
             cursor.close()
         finally:

@@ -17,6 +17,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.singerlib import Catalog
 
+from taps import batch_limits
 from taps.tap_mysql.connection import DEFAULT_PORT, DEFAULT_SESSION_SQLS, connect
 from taps.tap_mysql.discovery import SYSTEM_DATABASES, discover_tables
 from taps.tap_mysql.streams import TableStream
@@ -29,6 +30,7 @@ class TapMySQL(Tap):
     package_name = "elt"  # the distribution the tap ships in, for --version and --about
     dynamic_catalog = True  # streams come from the server: discovery needs a valid config
     config_jsonschema = th.PropertiesList(
+        batch_limits.SETTING,
         th.Property("host", th.StringType, default="localhost", description="Server host name or address"),
         th.Property(
             "port",

@@ -20,9 +20,13 @@ from singer_sdk.helpers._batch import StorageTarget
 from elt import handoff
 
 
-def cut(chunks: Iterable[list[pa.Array]], rows: int) -> Iterator[tuple[list[pa.Array], bool]]:
-    """The chunks sliced so that every `rows` rows end a file: (arrays, whether they end it)."""
+def cut(
+    chunks: Iterable[list[pa.Array]], rows: int, max_bytes: int | None = None
+) -> Iterator[tuple[list[pa.Array], bool]]:
+    """The chunks sliced so that every `rows` rows end a file, and a chunk that brings a file to
+    `max_bytes` of Arrow data ends it too: (arrays, whether they end the file)."""
     room = rows
+    size = 0
     for arrays in chunks:
         count = len(arrays[0]) if arrays else 0
         start = 0
@@ -31,9 +35,12 @@ def cut(chunks: Iterable[list[pa.Array]], rows: int) -> Iterator[tuple[list[pa.A
             part = arrays if take == count else [array.slice(start, take) for array in arrays]
             start += take
             room -= take
-            yield part, room == 0
-            if room == 0:
-                room = rows
+            if max_bytes:
+                size += sum(array.nbytes for array in arrays) * take // count
+            full = room == 0 or bool(max_bytes and size >= max_bytes)
+            yield part, full
+            if full:
+                room, size = rows, 0
 
 
 class ParquetFiles:

@@ -38,9 +38,14 @@ class CopyFormatError(Exception):
 
 
 def copy_batches(
-    cursor: psycopg.Cursor[Any], statement: str, wires: Sequence[Wire], rows: int
+    cursor: psycopg.Cursor[Any],
+    statement: str,
+    wires: Sequence[Wire],
+    rows: int,
+    max_bytes: int | None = None,
 ) -> Iterator[list[pa.Array]]:
-    """Run `statement`, a `COPY (…) TO STDOUT (FORMAT binary)`, and decode its rows `rows` at a time.
+    """Run `statement`, a `COPY (…) TO STDOUT (FORMAT binary)`, and decode its rows `rows` at a time,
+    or fewer when they come to `max_bytes` of COPY data first (wide rows: memory stays bounded).
 
     Each list holds one array per column, typed by its wire format (numeric text is a string array,
     for instance); `to_arrow` gives them the columns' Arrow types.
@@ -63,8 +68,9 @@ def copy_batches(
         lengths = array("q", [len(data)])
         append = lengths.append
         left = rows - 1
+        limit = max_bytes or 0
         while True:
-            if left <= 0:
+            if left <= 0 or (limit and len(data) >= limit):
                 if batch := _batch(data, lengths, wires):
                     yield batch
                 data, lengths, left = bytearray(), array("q"), rows

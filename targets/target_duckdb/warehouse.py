@@ -65,6 +65,9 @@ class BatchResult:
     duplicates_merged: int
 
 
+DEFAULT_MEMORY_LIMIT = "256MB"  # the `settings: {memory_limit: …}` of the config overrides it
+
+
 def open_database(settings: LoaderSettings) -> duckdb.DuckDBPyConnection:
     """The process's one connection to the warehouse file (closed at exit, releasing its lock)."""
     settings.path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +81,10 @@ def open_database(settings: LoaderSettings) -> duckdb.DuckDBPyConnection:
     atexit.register(con.close)
     # Date-times without an offset are read as UTC, whatever the machine's time zone.
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB's default memory limit is 80% of the machine: a load would keep every block it wrote
+    # cached, and the process grow with the table (10M rows: 792 MB, against 447 MB for 1M). A loader
+    # streams batches; this bounds it (spilling to the temp directory if a batch's work needs more).
+    con.execute(f"SET memory_limit = {literal(DEFAULT_MEMORY_LIMIT)}")
     for name, value in settings.duckdb_settings.items():
         con.execute(f"SET {name} = {literal(value)}")
     return con
