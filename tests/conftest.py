@@ -8,9 +8,11 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -100,6 +102,22 @@ def pg_schema(postgres_dsn: str) -> Iterator[str]:
         conn.execute(f"drop schema if exists {name} cascade")
 
 
+@pytest.fixture
+def db(postgres_dsn: str, pg_schema: str) -> Iterator[Callable[..., list[Any]]]:
+    """Run SQL in the test's own schema (`{schema}` in a statement is its name); rows of the last one."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+
+        def execute(*statements: str, params: Any = None) -> list[Any]:
+            rows: list[Any] = []
+            for statement in statements:
+                cursor = conn.execute(statement.format(schema=pg_schema), params)
+                rows = cursor.fetchall() if cursor.description else []
+            return rows
+
+        yield execute
+
+
 def _postgres_up() -> bool:
     try:
         import psycopg
@@ -110,18 +128,34 @@ def _postgres_up() -> bool:
         return False
 
 
+def _pg_ctlcluster(action: str) -> None:
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if versions and shutil.which("pg_ctlcluster"):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", action],
+            capture_output=True, check=False,
+        )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def postgres_dsn() -> str:
-    """The local PostgreSQL server; started if it is down. Skipped without it, except in CI."""
-    if not _postgres_up() and shutil.which("pg_ctlcluster"):
-        versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-        if versions:
-            subprocess.run(
-                ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
-                capture_output=True, check=False,
-            )  # fmt: skip
+    """The local PostgreSQL server; started if it is down, with wal_level logical (LOG_BASED syncs
+    need it; setting it takes a restart). Skipped without it, except in CI."""
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    if not _postgres_up():
+        _pg_ctlcluster("start")
+    if _postgres_up():
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            logical = conn.execute("SHOW wal_level").fetchone() == ("logical",)
+            if not logical:
+                conn.execute("ALTER SYSTEM SET wal_level = logical")
+        if not logical:
+            _pg_ctlcluster("restart")
+            deadline = time.monotonic() + 60
+            while not _postgres_up() and time.monotonic() < deadline:
+                time.sleep(0.5)
     if not _postgres_up():
         if IN_CI:
             pytest.fail("PostgreSQL at 127.0.0.1:5432 is not answering (CI must not skip)")
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is not answering")
-    return "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    return dsn

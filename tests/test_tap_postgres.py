@@ -9,7 +9,7 @@ import datetime as dt
 import io
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -140,22 +140,6 @@ TYPES_ROWS = [
 
 
 # -- the database and the tap -------------------------------------------------------------------
-
-
-@pytest.fixture
-def db(postgres_dsn: str, pg_schema: str) -> Iterator[Callable[..., list[Any]]]:
-    """Run SQL in the test's own schema (`{schema}` in a statement is its name); rows of the last one."""
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {pg_schema}")
-
-        def execute(*statements: str, params: Any = None) -> list[Any]:
-            rows: list[Any] = []
-            for statement in statements:
-                cursor = conn.execute(statement.format(schema=pg_schema), params)
-                rows = cursor.fetchall() if cursor.description else []
-            return rows
-
-        yield execute
 
 
 @pytest.fixture
@@ -440,13 +424,17 @@ def test_stream_options_and_max_record_count_limit_the_rows(
     assert len(sync(config_for(pg_schema, max_record_count=4)).ids(stream)) == 4
 
 
-def test_log_based_and_keyless_incremental_are_refused(db: Callable[..., list[Any]], pg_schema: str) -> None:
+def test_log_based_views_and_keyless_incremental_are_refused(
+    db: Callable[..., list[Any]], pg_schema: str
+) -> None:
     events(db)
+    db("CREATE VIEW {schema}.recent AS SELECT * FROM {schema}.events")
     config = config_for(pg_schema)
-    stream = f"{pg_schema}-events"
+    stream, view = f"{pg_schema}-events", f"{pg_schema}-recent"
 
-    with pytest.raises(FatalSyncError, match="LOG_BASED is not implemented"):
-        sync(config, catalog_for(config, stream, **{"replication-method": "LOG_BASED"}))
+    # LOG_BASED itself: tests/test_tap_postgres_logical.py
+    with pytest.raises(FatalSyncError, match=f"'{view}' is LOG_BASED, but {pg_schema}.recent is not a table"):
+        sync(config, catalog_for(config, view, **{"replication-method": "LOG_BASED"}))
     with pytest.raises(FatalSyncError, match="no replication key; set `replication-key`.*updated_at"):
         sync(config, catalog_for(config, stream, **{"replication-method": "INCREMENTAL"}))
 
@@ -547,6 +535,23 @@ def test_each_batch_is_followed_by_the_state_of_the_rows_sent(
     ]
     files = [Path(m["manifest"][0].removeprefix("file://")) for m in result.of_type("BATCH")]
     assert [pq.read_table(f).column("id").to_pylist() for f in files] == [[1, 2], [3, 4], [5, 6]]
+
+
+def test_batches_end_at_batch_size_bytes_as_well_as_rows(
+    db: Callable[..., list[Any]], pg_schema: str, tmp_path: Path
+) -> None:
+    db(
+        "CREATE TABLE {schema}.docs (id int PRIMARY KEY, body text)",
+        "INSERT INTO {schema}.docs SELECT g, repeat('x', 1000) FROM generate_series(1, 2000) g",
+    )
+    config = {**config_for(pg_schema, batch_config=batch_config(tmp_path, 100_000))}
+    config["batch_size_bytes"] = 100_000  # about 100 rows of 1 kB
+    result = sync(config, catalog_for(config, f"{pg_schema}-docs"))
+
+    files = [Path(m["manifest"][0].removeprefix("file://")) for m in result.of_type("BATCH")]
+    rows = [pq.read_table(f).num_rows for f in files]
+    assert sum(rows) == 2000
+    assert len(rows) >= 15 and max(rows) <= 150  # not one file of 2,000 rows
 
 
 # -- end to end ---------------------------------------------------------------------------------

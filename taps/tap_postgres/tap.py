@@ -22,14 +22,14 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import Catalog
 
+from taps import batch_limits
 from taps.tap_postgres.connection import connect
 from taps.tap_postgres.discovery import discover
+from taps.tap_postgres.logical import DEFAULT_SLOT, SLOT_PATTERN, log_based_entry
 from taps.tap_postgres.pgtypes import TypeOptions
 from taps.tap_postgres.streams import TableStream
 
-_IGNORED = (
-    " Accepted for compatibility with MeltanoLabs tap-postgres; not used (LOG_BASED is not implemented)."
-)
+_IGNORED = " Accepted for compatibility with MeltanoLabs tap-postgres; not used by the built-in tap."
 _IGNORED_PATH = "Note if sqlalchemy_url is set this will be ignored."
 
 
@@ -40,6 +40,7 @@ class TapPostgres(Tap):
     package_name = "elt"  # the distribution the tap ships in, for --version and --about
     dynamic_catalog = True  # streams come from the server: discovery needs a valid config
     config_jsonschema = th.PropertiesList(
+        batch_limits.SETTING,
         th.Property("host", th.StringType, description=f"Hostname of the server. {_IGNORED_PATH}"),
         th.Property("port", th.IntegerType, default=5432, description=f"Port of the server. {_IGNORED_PATH}"),
         th.Property("user", th.StringType, description=f"User to connect as. {_IGNORED_PATH}"),
@@ -60,7 +61,10 @@ class TapPostgres(Tap):
             "default_replication_method",
             th.StringType(allowed_values=["FULL_TABLE", "INCREMENTAL", "LOG_BASED"]),
             default="FULL_TABLE",
-            description="For streams whose catalog entry sets no method (LOG_BASED is not implemented yet)",
+            description=(
+                "For streams whose catalog entry sets no method. LOG_BASED reads changes from a replication "
+                "slot per stream (docs/connectors.md)"
+            ),
         ),
         th.Property(
             "max_record_count", th.IntegerType, description="At most this many rows per stream and sync"
@@ -73,6 +77,18 @@ class TapPostgres(Tap):
                         "custom_where_clauses",
                         th.ArrayType(th.StringType),
                         description="SQL conditions the stream's rows must meet (combined with AND)",
+                    ),
+                    th.Property(
+                        "replication_slot_name",
+                        th.StringType(pattern=SLOT_PATTERN),
+                        description="LOG_BASED: the stream's replication slot, instead of a name made from "
+                        "the tap's replication_slot_name",
+                    ),
+                    th.Property(
+                        "publication_name",
+                        th.StringType,
+                        description="LOG_BASED: the publication its changes are read through (created FOR "
+                        "TABLE when missing); default: the slot's name",
                     ),
                 )
             ),
@@ -165,7 +181,15 @@ class TapPostgres(Tap):
                 "connectors"
             ),
         ),
-        th.Property("replication_slot_name", th.StringType, description="LOG_BASED only." + _IGNORED),
+        th.Property(
+            "replication_slot_name",
+            th.StringType(pattern=SLOT_PATTERN),
+            default=DEFAULT_SLOT,
+            description=(
+                "LOG_BASED: prefix of the streams' replication slots, each named "
+                "<prefix>_<schema>_<table>_<hash> (as MeltanoLabs tap-postgres' key, one slot a stream)"
+            ),
+        ),
         th.Property("replication_max_run_seconds", th.IntegerType, description="LOG_BASED only." + _IGNORED),
         th.Property(
             "replication_idle_exit_seconds", th.IntegerType, description="LOG_BASED only." + _IGNORED
@@ -249,15 +273,21 @@ def with_replication_methods(catalog: Mapping[str, Any]) -> dict[str, Any]:
 
     singer-sdk reads a stream's method from `forced-replication-method` or the entry's
     `replication_method` only; Meltano's catalogs and `metadata` overrides write `replication-method`,
-    which then wins over the entry's (discovered) method.
+    which then wins over the entry's (discovered) method. LOG_BASED entries get the properties that
+    method adds (`_sdc_lsn`, `_sdc_deleted_at`), so that the SCHEMA message declares them.
     """
     result = copy.deepcopy(dict(catalog))
     for entry in result.get("streams") or []:
+        forced = None
         for item in entry.get("metadata") or []:
             metadata = item.get("metadata") or {}
             if item.get("breadcrumb") == [] and (method := metadata.get("replication-method")):
                 metadata.setdefault("forced-replication-method", method)
                 entry["replication_method"] = metadata["forced-replication-method"]
+            if item.get("breadcrumb") == []:
+                forced = metadata.get("forced-replication-method")
+        if (entry.get("replication_method") or forced) == "LOG_BASED":
+            log_based_entry(entry)
     return result
 
 
