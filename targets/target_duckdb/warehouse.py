@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from targets.target_duckdb.batches import (
@@ -132,7 +133,9 @@ def load_file_batch(
     """
     present = set(data.column_names)
     arrays = [data.column(c.name) if c.name in present else pa.nulls(data.num_rows) for c in spec.columns]
-    arrays.append(pa.array(range(data.num_rows), pa.int64()))
+    # the row numbers from a numpy buffer: pa.array() would import pandas, 0.2 s of a small sync
+    rows = np.arange(data.num_rows, dtype=np.int64)
+    arrays.append(pa.Array.from_buffers(pa.int64(), data.num_rows, [None, pa.py_buffer(rows)]))
     arrays.append(pa.nulls(data.num_rows, pa.string()))
     arrays.append(pa.nulls(data.num_rows, pa.float64()))
     names = [batch_column(i) for i in range(len(spec.columns))] + [ROW, TIME_EXTRACTED, RECEIVED_AT]
