@@ -27,27 +27,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from elt import handoff
+from elt.chain import ChainResult
 from elt.errors import EltError, RunError
 from elt.logs import RateMeter, Redactor, Reporter
 from elt.plugins import BUILTIN_CLASSES
 
 _QUEUE_SIZE = 1000  # messages; a BATCH waits to be taken (see _QueueWriter)
 _POLL_SECONDS = 0.1
-
-
-@dataclass
-class InProcessResult:
-    """What the run moved, in the shape elt/sync.py reads from a chain's result."""
-
-    rows: dict[str, int] = field(default_factory=dict)
-    streams: list[str] = field(default_factory=list)
-    states: int = 0
-    last_state: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 class _Stopped(Exception):
@@ -125,9 +114,9 @@ def run_in_process(
     reporter: Reporter,
     log: IO[str],
     timeout: float | None = None,
-) -> InProcessResult:
+) -> ChainResult:
     """Sync the tap's selected streams into the target; RunError naming the connector that failed."""
-    result = InProcessResult()
+    result = ChainResult()
     messages: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_SIZE)
     stop = threading.Event()
     tap_failure: list[BaseException] = []

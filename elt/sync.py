@@ -189,17 +189,10 @@ def _locked_sync(
         if full_refresh:
             state = without_streams(state, wanted) if wanted else {}
         if fast == IN_PROCESS:
-            reporter.event(
-                "sync_started",
-                f"syncing {tap.name} → {target.name} ({state_id}, in one process)"
-                + (" — full refresh" if full_refresh else ""),
-                state_id=state_id,
-                tap=tap.name,
-                target=target.name,
-                full_refresh=full_refresh,
-            )
+            chain_name = f"{tap.name} → {target.name}"
+            _started(reporter, chain_name, "in one process", state_id, tap, target, full_refresh)
             with log_file.open("a", encoding="utf-8") as log, connector_context(project, env):
-                chain: ChainResult | inprocess.InProcessResult = inprocess.run_in_process(
+                chain = inprocess.run_in_process(
                     tap_name=tap.name,
                     tap_builtin=str(tap.builtin),
                     tap_config=tap_settings,
@@ -271,15 +264,7 @@ def _run_processes(
         stages.append(Stage(mapper.name, [str(executables[1 + index]), "--config", str(config)]))
     target_config = _write_json(workdir / "target.config.json", _target_config(tap, target))
     stages.append(Stage(target.name, [str(executables[-1]), "--config", str(target_config)]))
-    reporter.event(
-        "sync_started",
-        f"syncing {' → '.join(s.name for s in stages)} ({state_id})"
-        + (" — full refresh" if full_refresh else ""),
-        state_id=state_id,
-        tap=tap.name,
-        target=target.name,
-        full_refresh=full_refresh,
-    )
+    _started(reporter, " → ".join(s.name for s in stages), "", state_id, tap, target, full_refresh)
     with log_file.open("a", encoding="utf-8") as log:
         chain = run_chain(
             stages,
@@ -294,6 +279,20 @@ def _run_processes(
             selected_streams=set(_selected_streams(selected)),
         )
     return chain
+
+
+def _started(
+    reporter: Reporter, chain: str, how: str, state_id: str, tap: Plugin, target: Plugin, full_refresh: bool
+) -> None:
+    reporter.event(
+        "sync_started",
+        f"syncing {chain} ({state_id}{', ' + how if how else ''})"
+        + (" — full refresh" if full_refresh else ""),
+        state_id=state_id,
+        tap=tap.name,
+        target=target.name,
+        full_refresh=full_refresh,
+    )
 
 
 def tap_selection(project: Project, tap_name: str, *, refresh_catalog: bool = False) -> list[StreamSelection]:

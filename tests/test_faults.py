@@ -50,6 +50,26 @@ def partial_state(db: Path) -> dict | None:
     return json.loads(row[0]) if row and row[0] else None
 
 
+def start_sync(
+    project: Path, env: dict[str, str], tap: str, target: str
+) -> tuple[subprocess.Popen[str], Path]:
+    """Start `elt sync TAP TARGET` and return once its state holds a durable point (or it ended);
+    the process and the path of its system database."""
+    sync = subprocess.Popen(
+        [str(BIN / "elt"), "sync", tap, target, "--format", "json"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = project / ".elt" / "elt.db"
+    deadline = time.monotonic() + 120
+    while partial_state(db) is None and sync.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sync, db
+
+
 def pids_of(pattern: str) -> list[int]:
     found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
     return [int(pid) for pid in found]
@@ -84,18 +104,7 @@ def test_kill_9_mid_sync_then_rerun_loads_every_row_exactly_once(
     )
     env = {**os.environ, "ELT_FAST_PATH": fast_path}
     env.pop("ELT_ENVIRONMENT", None)
-    sync = subprocess.Popen(
-        [str(BIN / "elt"), "sync", "tap-files", "target-duckdb", "--format", "json"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    db = tmp_path / ".elt" / "elt.db"
-    deadline = time.monotonic() + 120
-    while partial_state(db) is None and sync.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    sync, db = start_sync(tmp_path, env, "tap-files", "target-duckdb")
     assert partial_state(db) is not None, "the target never reported a durable point"
 
     if victim == "elt":
@@ -164,19 +173,8 @@ def test_kill_9_of_an_in_process_postgres_sync_then_rerun_loads_every_row_exactl
         f" default_target_schema: {target_schema}}}\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("ELT_ENVIRONMENT", "ELT_FAST_PATH")}
-    sync = subprocess.Popen(
-        [str(BIN / "elt"), "sync", "tap-postgres", "target-postgres", "--format", "json"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    state_db = tmp_path / ".elt" / "elt.db"
-    deadline = time.monotonic() + 120
+    sync, state_db = start_sync(tmp_path, env, "tap-postgres", "target-postgres")
     try:
-        while partial_state(state_db) is None and sync.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
         assert sync.poll() is None, "the sync ended before it could be killed"
         os.kill(sync.pid, signal.SIGKILL)
         _, stderr = sync.communicate(timeout=60)
