@@ -8,46 +8,141 @@ STATE written follows the commit of every row read before it. To emit STATE soon
 (at end of input, or every five minutes), `drain_all()` is also called when that only writes STATE:
 after a full batch's commit leaves no stream with buffered rows (with `flush_all_streams`, the other
 streams are loaded first), and when a new STATE arrives while no stream holds buffered rows.
+
+The reader hands the RECORD lines of a stream loaded as it comes to its sink as they are, a run of lines
+at a time, to be parsed a batch at a time (targets/record_lines.py); every other line goes through
+singer-sdk's message handling as before, in the order it came.
 """
 
 from __future__ import annotations
 
-import json
+import atexit
+import queue
 import sys
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from pathlib import PurePath
 from types import FrameType
 from typing import IO, Any, TypeVar
 
 from singer_sdk import Target
 from singer_sdk.io_base import SingerReader
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
+from singer_sdk.singerlib.json import serialize_json
 from singer_sdk.sinks import Sink
 
 from elt.errors import EltError
-from targets.target_duckdb.errors import LoadError
+from targets.record_lines import decode_message, message_runs, read_blocks, split_rows
 from targets.target_duckdb.settings import OVERWRITE
 
 Result = TypeVar("Result")
 
 
-class SingerLineReader(SingerReader):
-    """singer-sdk's reader with one JSON decoder for every line.
+# Takes RECORD lines of a stream as they are: (stream, whole lines, how many) -> taken?
+TakeLines = Callable[[str, bytes | memoryview, int], bool]
 
-    Like singer-sdk it reads floats as Decimal (so exact columns get the digits the tap wrote), but
-    without building a new decoder per line, which `json.loads(line, parse_float=...)` does.
+
+class SingerLineReader(SingerReader):
+    """singer-sdk's reader, reading the input in blocks and handing RECORD lines on as they are.
+
+    Given `take_record_lines`, runs of RECORD lines go to it whole (record_lines.message_runs) and only
+    the lines it does not take are parsed here; a RECORD line parsed here is offered to it too. Like
+    singer-sdk it reads floats as Decimal (so exact columns get the digits the tap wrote), with one
+    decoder for every line.
     """
 
-    _decoder = json.JSONDecoder(parse_float=Decimal)
+    take_record_lines: TakeLines | None = None
+    input_ended: Callable[[], None] | None = None  # e.g. waits for the batch loading
 
-    def deserialize_json(self, line: str) -> dict:
-        try:
-            message: dict = self._decoder.decode(line)
-        except json.JSONDecodeError as error:
-            text = line if len(line) <= 200 else line[:197] + "..."
-            raise LoadError(f"an input line is not JSON ({error}): {text!r}") from error
-        return message
+    def deserialize_json(self, line: str | bytes) -> dict:
+        return decode_message(line)
+
+    def process_lines(
+        self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
+    ) -> Counter[str]:
+        take = self.take_record_lines
+        if take is None:
+            return super().process_lines(file_input, callbacks)
+        stats: Counter[str] = Counter()
+        for run in message_runs(read_blocks(file_input or self.default_input)):
+            if run.stream is not None and take(run.stream, run.data, run.rows):
+                stats["RECORD"] += run.rows
+                continue
+            for line in run.lines():
+                stats[self._process_line(line, callbacks, take)] += 1
+        if self.input_ended is not None:
+            self.input_ended()
+        return stats
+
+    def _process_line(
+        self, line: bytes, callbacks: dict[str, Callable[[dict], None]], take: TakeLines
+    ) -> str:
+        """Handle one line as singer-sdk's reader does; return its message type."""
+        message = self.deserialize_json(line)
+        self.assert_line_requires(message, requires={"type"})
+        kind: str = message["type"]
+        if kind == "RECORD" and _is_record(message) and take(message["stream"], line, 1):
+            return kind
+        if callback := callbacks.get(kind):
+            callback(message)
+        else:
+            self._process_unknown_message(message)
+        return kind
+
+
+class _LoadThread:
+    """Loads batches on a thread of its own, one at a time, while the main thread reads and parses on.
+
+    A load waits for the one before it, so at most one batch is loading while the next is read. A
+    process that exits (an error, a signal) while a batch loads lets that load end first, committed or
+    not, and writes no STATE after it; one that is killed leaves its transaction uncommitted.
+    """
+
+    def __init__(self) -> None:
+        self._work: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None  # of a load; every later wait raises it
+
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is loading."""
+        return self._work.unfinished_tasks > 0
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run `work` on the loading thread once the load before it is done."""
+        self.wait()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+            self._thread.start()
+            # At exit the load in progress ends first; registered after the connection's close (atexit
+            # runs the last registered first).
+            atexit.register(self.wait, raise_failure=False)
+        self._work.put(work)
+
+    def wait(self, *, raise_failure: bool = True) -> None:
+        """Wait for the batch loading, if any; raise the failure of a load."""
+        self._work.join()
+        if raise_failure and self.failure is not None:
+            raise self.failure
+
+    def _run(self) -> None:
+        while True:
+            work = self._work.get()
+            try:
+                if self.failure is None:
+                    work()
+            except BaseException as error:  # raised in the main thread by its next wait
+                self.failure = error
+            finally:
+                self._work.task_done()
+
+
+def _is_record(message: dict) -> bool:
+    """Whether a RECORD message has a stream name and a record object."""
+    return isinstance(message.get("stream"), str) and isinstance(message.get("record"), dict)
 
 
 class CommittingTarget(Target):
@@ -72,10 +167,12 @@ class CommittingTarget(Target):
         message_reader: SingerReader | None = None,
     ) -> None:
         self.time_extracted: str | None = None  # of the record being processed
+        self._line_sinks: dict[str, Any] = {}  # stream -> its sink when it takes RECORD lines, else None
         self._connection: Any = None
         self._sinks: list[Any] = []
         self._overwritten: set[tuple[str, str]] = set()  # tables emptied by this overwrite run
         self._loading = False
+        self._loads = _LoadThread()
         self._commits = 0
         self._commits_at_state = 0
         self._state_written: dict | None = None
@@ -94,6 +191,14 @@ class CommittingTarget(Target):
             self.setup_mapper()
         # One connection, one transaction at a time: sinks are loaded one after another.
         self.max_parallelism = 1
+        if isinstance(self.message_reader, SingerLineReader):
+            self.message_reader.take_record_lines = self.take_record_lines
+            self.message_reader.input_ended = self.wait_for_loads
+
+    @property
+    def connection(self) -> Any:
+        """The process's one connection to the warehouse, opened on first use."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Close the connection."""
@@ -109,6 +214,7 @@ class CommittingTarget(Target):
         `empty_first` is true for the first batch of an overwrite run, which empties the table in the
         same transaction.
         """
+        self._loads.wait()
         empty_first = table.load_method == OVERWRITE and table.key not in self._overwritten
         self._loading = True
         try:
@@ -119,6 +225,29 @@ class CommittingTarget(Target):
             self._overwritten.add(table.key)
         self._commits += 1
         return result
+
+    def commit_in_background(
+        self, table: Any, load: Callable[[bool], Result], loaded: Callable[[Result], None]
+    ) -> None:
+        """Like `commit`, but `load` runs on the loading thread while the input is read on, and `loaded`
+        gets its result there.
+
+        Batches are committed one at a time, in the order given; `commit`, every new STATE and the end
+        of the input wait for them, and a failed load is raised by the next of those.
+        """
+        self._loads.wait()
+        # Opened here, not on the loading thread: the connection is then closed (atexit) only after
+        # the exit hooks registered later, and one connection serves both threads in turn.
+        _ = self.connection
+        empty_first = table.load_method == OVERWRITE and table.key not in self._overwritten
+        if table.load_method == OVERWRITE:
+            self._overwritten.add(table.key)
+        self._commits += 1
+        self._loads.submit(lambda: loaded(load(empty_first)))
+
+    def wait_for_loads(self, *, raise_failure: bool = True) -> None:
+        """Wait for the batch loading in the background (`commit_in_background`), if any."""
+        self._loads.wait(raise_failure=raise_failure)
 
     def get_sink(
         self,
@@ -142,15 +271,69 @@ class CommittingTarget(Target):
         sink = super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
         if isinstance(sink, self.default_sink_class) and sink not in self._sinks:
             self._sinks.append(sink)
+        if schema is not None:
+            self._line_sinks.clear()
         return sink
 
+    def take_record_lines(self, stream: str, data: bytes | memoryview, rows: int) -> bool:
+        """Keep `rows` RECORD lines of `stream` (`data`, whole lines) in its sink's batch as they are,
+        loading the batch each time it is full; False if the stream's records take the per-record path.
+
+        A stream takes lines when it has a schema, its records are not mapped, flattened, validated or
+        given metadata properties (targets/record_lines.py).
+        """
+        sink = self._line_sink(stream)
+        if sink is None:
+            return False
+        if self._loads.failure is not None:
+            raise self._loads.failure
+        received_at = time.time()
+        while rows:
+            room = max(sink.max_size - sink.current_size, 1)
+            count = min(rows, room)
+            taken, data = (data, b"") if count == rows else split_rows(data, count)
+            sink.take_lines(taken, count, received_at)
+            rows -= count
+            commits = self._commits
+            if sink.is_full:
+                self.logger.info("Target sink for '%s' is full (%d rows): loading", stream, sink.current_size)
+                self.drain_one(sink)
+            self._write_state_after(commits)
+        self._handle_max_record_age()
+        return True
+
+    def _line_sink(self, stream: str) -> Any:
+        """The stream's sink if it takes RECORD lines as they are, else None."""
+        if stream in self._line_sinks:
+            return self._line_sinks[stream]
+        sink = self._sinks_active.get(stream)
+        if sink is None:
+            return None  # a record before its schema: singer-sdk reports it
+        maps = self.mapper.stream_maps.get(stream) or []
+        as_it_comes = (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == stream
+            and not maps[0].flattening_enabled
+        )
+        self._line_sinks[stream] = sink if as_it_comes and getattr(sink, "takes_lines", False) else None
+        return self._line_sinks[stream]
+
     def _process_record_message(self, message_dict: dict) -> None:
+        if _is_record(message_dict) and self._line_sink(message_dict["stream"]):
+            # A record given as a dict (elt's in-process run) joins the stream's batch as its line.
+            line = serialize_json(message_dict).encode("utf-8") + b"\n"
+            self.take_record_lines(message_dict["stream"], line, 1)
+            return
         # The sink reads the record's time_extracted from here for `_elt_synced_at`.
         self.time_extracted = message_dict.get("time_extracted")
         commits = self._commits
         super()._process_record_message(message_dict)
+        self._write_state_after(commits)
+
+    def _write_state_after(self, commits: int) -> None:
+        """After a batch's commit (since `commits`), STATE may follow once no stream holds unloaded rows."""
         just_committed = self._commits not in (commits, self._commits_at_state)
-        # After a full batch's commit, STATE may follow once no stream holds unloaded rows.
         if just_committed and (self.settings.flush_all_streams or not self._rows_buffered()):
             self.drain_all()
 
@@ -164,6 +347,7 @@ class CommittingTarget(Target):
         self._commits_at_state = self._commits
         if state == self._state_written:
             return  # the same STATE again (e.g. the end-of-input drain) says nothing new
+        self._loads.wait()  # the rows before it are committed
         self._state_written = state
         if self.on_state is not None:
             self.on_state(state)  # elt runs this target in its own process (elt/inprocess.py)
@@ -176,6 +360,7 @@ class CommittingTarget(Target):
     def process_endofpipe(self) -> None:
         """Empty the tables of overwrite streams that sent no rows, load the rest, emit STATE."""
         try:
+            self._loads.wait()
             pending = {sink.table.key for sink in self._sinks if sink.current_size}
             for sink in self._sinks:
                 key = sink.table.key
@@ -183,13 +368,20 @@ class CommittingTarget(Target):
                     self.empty_table(sink.table)
                     self._overwritten.add(key)
             super().process_endofpipe()
+            self._loads.wait()
         finally:
+            self._loads.wait(raise_failure=False)
             self.close()
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         if self._loading:
             # Mid-transaction: stop; the open transaction is rolled back and no STATE is written.
             self.logger.error("Received signal %d while loading a batch; exiting without STATE", signum)
+            sys.exit(128 + signum)
+        if self._loads.busy:
+            # A batch loading in the background is let finish (or fail); no STATE is written after it.
+            self.logger.error("Received signal %d while loading a batch; exiting without STATE", signum)
+            self._loads.wait(raise_failure=False)
             sys.exit(128 + signum)
         super()._handle_termination(signum, frame)
 

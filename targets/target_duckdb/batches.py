@@ -7,6 +7,10 @@ carry the record's position in the batch and the times `_elt_synced_at` is made 
 
 Nothing is guessed: a value that does not fit its column fails the whole batch with a `LoadError`
 naming the stream, the column, the value and the expected type.
+
+A batch is built from records (dicts, `build_batch`) or from the columns Arrow parsed out of the
+stream's RECORD lines (`batch_of_lines`, with the reads `line_reads` asks for: Arrow's own types where
+they are the batch's, Python values where a column needs this module's conversions).
 """
 
 from __future__ import annotations
@@ -16,9 +20,21 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from singer_sdk.singerlib.json import serialize_json
 
+from targets.record_lines import (
+    BOOLEAN,
+    INTEGER,
+    NUMBER,
+    STRING,
+    VALUE,
+    FieldRead,
+    ParsedLines,
+    declared_type,
+    numpy_array,
+)
 from targets.target_duckdb.errors import LoadError
 from targets.target_duckdb.types import Column
 
@@ -73,6 +89,44 @@ def build_batch(
     arrays.append(_column_array(stream, Column("time_extracted", "TIMESTAMPTZ"), time_extracted))
     arrays.append(pa.array(received_at, pa.float64()))
     return pa.Table.from_arrays(arrays, schema=batch_schema(columns))
+
+
+def line_reads(columns: Sequence[Column], properties: dict[str, Any]) -> tuple[FieldRead, ...]:
+    """How to read each column's property from RECORD lines (`properties`: the stream's JSON Schema's)."""
+    return tuple(
+        FieldRead(c.name, _LINE_READS.get((c.type, declared_type(properties.get(c.name) or {})), VALUE))
+        for c in columns
+    )
+
+
+_LINE_READS: dict[tuple[str, str | None], str] = {
+    ("BIGINT", "integer"): INTEGER,
+    ("DOUBLE", "number"): NUMBER,
+    ("BOOLEAN", "boolean"): BOOLEAN,
+    ("VARCHAR", "string"): STRING,
+    ("TIMESTAMPTZ", "string"): STRING,
+    ("DATE", "string"): STRING,
+    ("TIME", "string"): STRING,
+}
+
+
+def batch_of_lines(
+    stream: str, columns: Sequence[Column], parsed: ParsedLines, received_at: np.ndarray
+) -> pa.Table:
+    """A batch like `build_batch`'s from the columns of parsed RECORD lines (read as `line_reads` says)."""
+    arrays = [_line_array(stream, column, parsed.columns[column.name]) for column in columns]
+    arrays.append(pa.chunked_array([numpy_array(np.arange(parsed.rows, dtype=np.int64))]))
+    arrays.append(pa.chunked_array(parsed.time_extracted))
+    arrays.append(pa.chunked_array([numpy_array(received_at.astype(np.float64))]))
+    return pa.Table.from_arrays(arrays, schema=batch_schema(columns))
+
+
+def _line_array(
+    stream: str, column: Column, values: pa.Array | pa.ChunkedArray | list[Any]
+) -> pa.ChunkedArray:
+    if isinstance(values, list):
+        return pa.chunked_array([_column_array(stream, column, values)])
+    return values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
 
 
 def batch_schema(columns: Sequence[Column]) -> pa.Schema:

@@ -1,4 +1,5 @@
-"""One sink per stream: buffer the stream's records, then load each batch into its DuckDB table."""
+"""One sink per stream: buffer the stream's records (or its RECORD lines as they came, parsed a batch at
+a time: targets/record_lines.py), then load each batch into its DuckDB table."""
 
 from __future__ import annotations
 
@@ -8,24 +9,25 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
-from singer_sdk.sinks import BatchSink
 
 from elt import handoff
-from targets.target_duckdb.batches import build_batch
+from targets.record_lines import FieldRead, LineBuffer, LinesNotParsed, RecordLinesSink
+from targets.target_duckdb.batches import batch_of_lines, build_batch, line_reads
 from targets.target_duckdb.errors import LoadError
 from targets.target_duckdb.parquet import exact_columns, local_path, read_batch_file
 from targets.target_duckdb.settings import DEFAULT_BATCH_SIZE_ROWS, UPSERT
 from targets.target_duckdb.types import columns_of
-from targets.target_duckdb.warehouse import TableSpec
+from targets.target_duckdb.warehouse import BatchResult, TableSpec
 
 if TYPE_CHECKING:
     from targets.target_duckdb.target import TargetDuckDB
 
 
-class DuckDBSink(BatchSink):
+class DuckDBSink(RecordLinesSink):
     """Loads a stream into `<schema>.<table>` one Arrow batch (one transaction) at a time."""
 
     MAX_SIZE_DEFAULT = DEFAULT_BATCH_SIZE_ROWS
@@ -46,6 +48,11 @@ class DuckDBSink(BatchSink):
     def validate_schema(self) -> bool:
         """Validate records with jsonschema only when asked: the Arrow cast enforces types."""
         return bool(self.config.get("validate_records", False))
+
+    @cached_property
+    def line_reads(self) -> tuple[FieldRead, ...]:
+        """How each column is read from the stream's RECORD lines."""
+        return line_reads(self.table.columns, self.schema.get("properties") or {})
 
     def _validate_and_parse(self, record: dict) -> dict:
         """singer-sdk's validation, with the stream and the record's position in the error."""
@@ -102,6 +109,7 @@ class DuckDBSink(BatchSink):
         """
 
     def start_batch(self, context: dict) -> None:
+        super().start_batch(context)
         context["records"] = []
         context["time_extracted"] = []
         context["received_at"] = []
@@ -112,18 +120,22 @@ class DuckDBSink(BatchSink):
         context["received_at"].append(time.time())
 
     def process_batch(self, context: dict) -> None:
-        """Load the buffered records in one transaction."""
-        records: list[dict[str, Any]] = context.get("records") or []
-        if not records:
-            return
-        # BATCH-message files come without the per-record times.
-        time_extracted = context.get("time_extracted") or [None] * len(records)
-        received_at = context.get("received_at") or [time.time()] * len(records)
-        self._warn_unknown_fields(records)
-        batch = build_batch(self.stream_name, self.table.columns, records, time_extracted, received_at)
-        # The records are in the Arrow table now; let their dicts go before DuckDB needs memory.
-        records.clear()
-        result = self.loader.load(self.table, batch)
+        """Load the buffered records (or RECORD lines) in one transaction."""
+        lines: LineBuffer | None = context.get("lines")
+        if lines is not None and lines.rows:
+            batch = self._batch_of_lines(lines, context)
+        else:
+            records: list[dict[str, Any]] = context.get("records") or []
+            if not records:
+                return
+            # BATCH-message files come without the per-record times.
+            time_extracted = context.get("time_extracted") or [None] * len(records)
+            received_at = context.get("received_at") or [time.time()] * len(records)
+            batch = self._batch_of_records(records, time_extracted, received_at)
+        # Loaded while the next batch is read (targets/committing.py).
+        self.loader.load_in_background(self.table, batch, self._loaded)
+
+    def _loaded(self, result: BatchResult) -> None:
         if result.duplicates_merged:
             self.tally_duplicate_merged(result.duplicates_merged)
         self.logger.info(
@@ -161,8 +173,34 @@ class DuckDBSink(BatchSink):
                 spec.load_method,
             )
 
-    def _warn_unknown_fields(self, records: list[dict[str, Any]]) -> None:
-        unknown = set().union(*records) - self._known_fields
+    def _batch_of_records(
+        self,
+        records: list[dict[str, Any]],
+        time_extracted: Sequence[str | None],
+        received_at: Sequence[float],
+    ) -> pa.Table:
+        self._warn_unknown_fields(set().union(*records))
+        batch = build_batch(self.stream_name, self.table.columns, records, time_extracted, received_at)
+        # The records are in the Arrow table now; let their dicts go before DuckDB needs memory.
+        records.clear()
+        return batch
+
+    def _batch_of_lines(self, lines: LineBuffer, context: dict) -> pa.Table:
+        """The batch's RECORD lines parsed by Arrow; record by record where `parse_lines` leaves them."""
+        try:
+            parsed = lines.parsed()
+        except LinesNotParsed as reason:
+            self.logger.info("Stream '%s': loading a batch record by record (%s)", self.stream_name, reason)
+            records, time_extracted, received_at = self.records_of_lines(lines, context)
+            lines.clear()
+            return self._batch_of_records(records, time_extracted, received_at)
+        self._warn_unknown_fields(set(parsed.unknown))
+        batch = batch_of_lines(self.stream_name, self.table.columns, parsed, lines.received_at())
+        lines.clear()
+        return batch
+
+    def _warn_unknown_fields(self, names: set[str]) -> None:
+        unknown = names - self._known_fields
         for name in sorted(unknown):
             self.logger.warning(
                 "Stream '%s': field '%s' is not in its schema; not loaded", self.stream_name, name

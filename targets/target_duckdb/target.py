@@ -5,6 +5,8 @@ STATE comes out only after the rows before it are committed: see targets/committ
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 import pyarrow as pa
 from singer_sdk import Target
@@ -46,7 +48,8 @@ class TargetDuckDB(CommittingTarget):
         return connection
 
     def close(self) -> None:
-        """Close the connection, releasing the database file's lock."""
+        """Close the connection (once the batch loading is done), releasing the database file's lock."""
+        self.wait_for_loads(raise_failure=False)
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -58,6 +61,14 @@ class TargetDuckDB(CommittingTarget):
         """Load one batch of a stream's records in one committed transaction."""
         return self.commit(
             table, lambda empty: load_batch(self.connection, table, batch, empty_table_first=empty)
+        )
+
+    def load_in_background(
+        self, table: TableSpec, batch: pa.Table, loaded: Callable[[BatchResult], None]
+    ) -> None:
+        """Load one batch of a stream's records in one committed transaction, while the input is read on."""
+        self.commit_in_background(
+            table, lambda empty: load_batch(self.connection, table, batch, empty_table_first=empty), loaded
         )
 
     def load_file(self, table: TableSpec, data: pa.Table) -> BatchResult:

@@ -6,6 +6,9 @@ integers and booleans as Arrow numbers, checked here; JSON values as JSON text (
 as text for PostgreSQL's own input functions (date-times, numerics, text). Two more columns carry the
 record's `time_extracted` and when the target read it, of which `_elt_synced_at` is made.
 From Parquet, the columns are the file's, with their exact types.
+From the stream's RECORD lines (`lines_source`), the columns Arrow parsed are sent as they are when they
+are what the records would give (`line_reads`: integers, booleans, strings, and numbers as the text the
+tap wrote); the other columns' values are converted as records' are.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from targets.record_lines import (
+    BOOLEAN,
+    INTEGER,
+    NUMBER_TEXT,
+    STRING,
+    VALUE,
+    FieldRead,
+    ParsedLines,
+    declared_type,
+    numpy_array,
+)
 from targets.target_duckdb.batches import json_text, value_error
 from targets.target_duckdb.errors import LoadError
 from targets.target_postgres.types import (
@@ -42,6 +56,7 @@ _JSON = pa.field("json", pa.string(), metadata={JSON_FIELD_METADATA: b"1"})
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError)
 _NUMBER_KINDS = {int, float, Decimal}
 _NOT_SCALAR = ("TEXT", "JSONB", "JSON")
+_NUMBER_TYPES = ("NUMERIC", "REAL", "DOUBLE")
 
 
 def staging_column(index: int) -> str:
@@ -88,22 +103,76 @@ def records_source(
     `time_extracted` is each record's Singer `time_extracted` (or None) and `received_at` the epoch
     second the target read it; both are parallel to `records`.
     """
+    arrays = [
+        _record_array(
+            stream, column, transport_kind(column.type), [record.get(column.field) for record in records]
+        )
+        for column in columns
+    ]
+    return _records_batch(columns, arrays, pa.array(time_extracted, pa.string()), received_at, sanitize_nul)
+
+
+def line_reads(columns: Sequence[Column], properties: dict[str, Any]) -> tuple[FieldRead, ...]:
+    """How to read each column's field from RECORD lines (`properties`: the stream's JSON Schema's)."""
+    reads = []
+    for column in columns:
+        declared = declared_type(properties.get(column.field) or {})
+        kind = transport_kind(column.type)
+        read = VALUE
+        if kind == "integer" and declared == "integer":
+            read = INTEGER
+        elif kind == "boolean" and declared == "boolean":
+            read = BOOLEAN
+        elif kind == "text" and declared == "string":
+            read = STRING
+        elif kind == "text" and declared in ("number", "integer") and column.type.startswith(_NUMBER_TYPES):
+            read = NUMBER_TEXT
+        reads.append(FieldRead(column.field, read))
+    return tuple(reads)
+
+
+def lines_source(
+    stream: str,
+    columns: Sequence[Column],
+    parsed: ParsedLines,
+    received_at: np.ndarray,
+    *,
+    sanitize_nul: bool = False,
+) -> BatchSource:
+    """A batch like `records_source`'s from the columns of parsed RECORD lines (read as `line_reads` says)."""
     arrays = []
+    for column in columns:
+        values = parsed.columns[column.field]
+        if isinstance(values, list):
+            arrays.append(_record_array(stream, column, transport_kind(column.type), values))
+        else:
+            arrays.append(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
+    time_extracted = parsed.time_extracted
+    if isinstance(time_extracted, pa.ChunkedArray):
+        time_extracted = time_extracted.combine_chunks()
+    return _records_batch(columns, arrays, time_extracted, received_at, sanitize_nul)
+
+
+def _records_batch(
+    columns: Sequence[Column],
+    arrays: list[pa.Array],
+    time_extracted: pa.Array,
+    received_at: Sequence[float] | np.ndarray,
+    sanitize_nul: bool,
+) -> BatchSource:
     fields = []
     for index, column in enumerate(columns):
         kind = transport_kind(column.type)
-        values = [record.get(column.field) for record in records]
-        array = _record_array(stream, column, kind, values)
         if sanitize_nul and kind in ("text", "json"):
-            array = strip_nul(array, json_text_values=kind == "json")
-        arrays.append(array)
-        field = _JSON if kind == "json" else pa.field("value", array.type)
+            arrays[index] = strip_nul(arrays[index], json_text_values=kind == "json")
+        field = _JSON if kind == "json" else pa.field("value", arrays[index].type)
         fields.append(field.with_name(staging_column(index)))
-    arrays.append(pa.array(np.arange(len(records), dtype=np.int64)))
+    rows = len(time_extracted)
+    arrays.append(numpy_array(np.arange(rows, dtype=np.int64)))
     fields.append(pa.field(ROW, pa.int64()))
-    arrays.append(pa.array(time_extracted, pa.string()))
+    arrays.append(time_extracted)
     fields.append(pa.field(TIME_EXTRACTED, pa.string()))
-    arrays.append(pa.array(received_at, pa.float64()))
+    arrays.append(numpy_array(np.asarray(received_at, dtype=np.float64)))
     fields.append(pa.field(RECEIVED_AT, pa.float64()))
     batch = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
     return BatchSource(tuple(columns), batch.schema, iter([batch]), batch=batch)
@@ -208,7 +277,7 @@ def _record_array(stream: str, column: Column, kind: str, values: list[Any]) -> 
         return pa.array([None if value is None else json_text(value) for value in values], pa.string())
     if kinds <= {str}:
         return pa.array(values, pa.string())
-    if column.type.startswith(("NUMERIC", "REAL", "DOUBLE")):
+    if column.type.startswith(_NUMBER_TYPES):
         if kinds - _NUMBER_KINDS:
             _raise_first(stream, column, values, lambda value: type(value) not in _NUMBER_KINDS)
         return pa.array([None if value is None else str(value) for value in values], pa.string())

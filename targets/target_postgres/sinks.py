@@ -1,5 +1,6 @@
-"""One sink per stream: buffer the stream's records and load each batch into its PostgreSQL table; load
-the Parquet files of the stream's BATCH messages straight from Arrow.
+"""One sink per stream: buffer the stream's records (or its RECORD lines as they came, parsed a batch at
+a time: targets/record_lines.py) and load each batch into its PostgreSQL table; load the Parquet files
+of the stream's BATCH messages straight from Arrow.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ from urllib.request import url2pathname
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
-from singer_sdk.sinks import BatchSink
 
 from elt import handoff
+from targets.record_lines import FieldRead, LineBuffer, LinesNotParsed, RecordLinesSink
 from targets.target_duckdb.errors import LoadError
-from targets.target_postgres.batches import parquet_source, records_source
+from targets.target_postgres.batches import (
+    BatchSource,
+    line_reads,
+    lines_source,
+    parquet_source,
+    records_source,
+)
 from targets.target_postgres.settings import DEFAULT_BATCH_SIZE_ROWS, UPSERT
 from targets.target_postgres.types import columns_of, stream_table_name
 from targets.target_postgres.warehouse import DELETED_AT, BatchResult, TableSpec
@@ -31,7 +38,7 @@ if TYPE_CHECKING:
 _DELETED_AT_SCHEMA = {"type": ["null", "string"], "format": "date-time"}
 
 
-class PostgresSink(BatchSink):
+class PostgresSink(RecordLinesSink):
     """Loads a stream into `<schema>.<table>` one batch (one transaction) at a time."""
 
     MAX_SIZE_DEFAULT = DEFAULT_BATCH_SIZE_ROWS
@@ -54,6 +61,11 @@ class PostgresSink(BatchSink):
     def validate_schema(self) -> bool:
         """Validate records with jsonschema only when asked: PostgreSQL enforces each column's type."""
         return bool(self.config.get("validate_records", False))
+
+    @cached_property
+    def line_reads(self) -> tuple[FieldRead, ...]:
+        """How each column is read from the stream's RECORD lines."""
+        return line_reads(self.columns, self.schema.get("properties") or {})
 
     def _validate_and_parse(self, record: dict) -> dict:
         """singer-sdk's validation, with the stream and the record's position in the error."""
@@ -116,6 +128,7 @@ class PostgresSink(BatchSink):
         """
 
     def start_batch(self, context: dict) -> None:
+        super().start_batch(context)
         context["records"] = []
         context["time_extracted"] = []
         context["received_at"] = []
@@ -126,14 +139,28 @@ class PostgresSink(BatchSink):
         context["received_at"].append(time.time())
 
     def process_batch(self, context: dict) -> None:
-        """Load the buffered records in one transaction."""
-        records: list[dict[str, Any]] = context.get("records") or []
-        if not records:
-            return
-        # JSONL BATCH files (read by singer-sdk) come without the per-record times.
-        time_extracted = context.get("time_extracted") or [None] * len(records)
-        received_at = context.get("received_at") or [time.time()] * len(records)
-        self._warn_unknown_fields(records)
+        """Load the buffered records (or RECORD lines) in one transaction."""
+        lines: LineBuffer | None = context.get("lines")
+        if lines is not None and lines.rows:
+            source = self._source_of_lines(lines, context)
+        else:
+            records: list[dict[str, Any]] = context.get("records") or []
+            if not records:
+                return
+            # JSONL BATCH files (read by singer-sdk) come without the per-record times.
+            time_extracted = context.get("time_extracted") or [None] * len(records)
+            received_at = context.get("received_at") or [time.time()] * len(records)
+            source = self._source_of_records(records, time_extracted, received_at)
+        # Loaded while the next batch is read (targets/committing.py).
+        self.loader.load_in_background(self.table, [source], self._report)
+
+    def _source_of_records(
+        self,
+        records: list[dict[str, Any]],
+        time_extracted: Sequence[str | None],
+        received_at: Sequence[float],
+    ) -> BatchSource:
+        self._warn_unknown_fields(set().union(*records))
         source = records_source(
             self.stream_name,
             self.columns,
@@ -144,7 +171,27 @@ class PostgresSink(BatchSink):
         )
         # The records are in the Arrow batch now; let their dicts go.
         records.clear()
-        self._report(self.loader.load(self.table, [source]))
+        return source
+
+    def _source_of_lines(self, lines: LineBuffer, context: dict) -> BatchSource:
+        """The batch's RECORD lines parsed by Arrow; record by record where `parse_lines` leaves them."""
+        try:
+            parsed = lines.parsed()
+        except LinesNotParsed as reason:
+            self.logger.info("Stream '%s': loading a batch record by record (%s)", self.stream_name, reason)
+            records, time_extracted, received_at = self.records_of_lines(lines, context)
+            lines.clear()
+            return self._source_of_records(records, time_extracted, received_at)
+        self._warn_unknown_fields(set(parsed.unknown))
+        source = lines_source(
+            self.stream_name,
+            self.columns,
+            parsed,
+            lines.received_at(),
+            sanitize_nul=self.loader.settings.sanitize_null_text,
+        )
+        lines.clear()
+        return source
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
         """Load the Parquet files of one BATCH message in one transaction, then delete them.
@@ -198,8 +245,8 @@ class PostgresSink(BatchSink):
             f", {result.rows_deleted} deleted" if result.rows_deleted else "",
         )
 
-    def _warn_unknown_fields(self, records: list[dict[str, Any]]) -> None:
-        unknown = set().union(*records) - self._known_fields
+    def _warn_unknown_fields(self, names: set[str]) -> None:
+        unknown = names - self._known_fields
         for name in sorted(unknown):
             self.logger.warning(
                 "Stream '%s': field '%s' is not in its schema; not loaded", self.stream_name, name

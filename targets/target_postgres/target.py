@@ -5,7 +5,7 @@ STATE comes out only after the rows before it are committed: see targets/committ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psycopg
 from singer_sdk import Target
@@ -42,7 +42,8 @@ class TargetPostgres(CommittingTarget):
         return connection
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (once the batch loading is done)."""
+        self.wait_for_loads(raise_failure=False)
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -54,4 +55,12 @@ class TargetPostgres(CommittingTarget):
         """Load one batch of a stream in one committed transaction."""
         return self.commit(
             table, lambda empty: load_batch(self.connection, table, sources, truncate_first=empty)
+        )
+
+    def load_in_background(
+        self, table: TableSpec, sources: Iterable[BatchSource], loaded: Callable[[BatchResult], None]
+    ) -> None:
+        """Load one batch of a stream in one committed transaction, while the input is read on."""
+        self.commit_in_background(
+            table, lambda empty: load_batch(self.connection, table, sources, truncate_first=empty), loaded
         )
