@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 from singer_sdk.sinks import BatchSink
 
+from elt.arrowbufs import valid_rows
 from targets.target_duckdb.errors import LoadError
 
 BLOCK_SIZE = 1 << 20  # bytes read from the input at a time
@@ -534,7 +535,7 @@ def _number_texts(data: bytes, starts: np.ndarray, name: str, parsed: pa.Array) 
     is_number = _NUMBER_START[windows[np.arange(len(positions)), lead]]
     windows, lead = windows[is_number], lead[is_number]
     number_rows = (np.searchsorted(starts, positions, side="right") - 1)[is_number]
-    valid = _valid(parsed)
+    valid = valid_rows(parsed)
     if len(number_rows) != int(valid.sum()) or not np.array_equal(number_rows, np.flatnonzero(valid)):
         raise LinesNotParsed(f"property '{name}' appears in the lines other than as one number each")
     column = np.arange(_NUMBER_WINDOW)
@@ -551,26 +552,6 @@ def _number_texts(data: bytes, starts: np.ndarray, name: str, parsed: pa.Array) 
     return pa.StringArray.from_buffers(
         rows, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()), nulls, rows - len(number_rows)
     )
-
-
-def numpy_array(values: np.ndarray) -> pa.Array:
-    """An int64 or float64 numpy array as an Arrow array without nulls.
-
-    Built from its buffer: `pa.array()` (like `pa.scalar()` and `to_numpy()`) imports pandas, 0.2 s
-    and 35 MB that the bulk path otherwise never needs.
-    """
-    values = np.ascontiguousarray(values)
-    arrow_type = {np.dtype(np.int64): pa.int64(), np.dtype(np.float64): pa.float64()}[values.dtype]
-    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
-
-
-def _valid(array: pa.Array) -> np.ndarray:
-    """Whether each value of `array` is not null, as numpy booleans (from its validity bitmap)."""
-    bitmap = array.buffers()[0]
-    if bitmap is None or not array.null_count:
-        return np.ones(len(array), dtype=bool)
-    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
-    return bits[array.offset : array.offset + len(array)].astype(bool)
 
 
 def _positions_after(data: bytes, needle: bytes) -> np.ndarray:

@@ -21,6 +21,7 @@ import psycopg.pq
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from elt.arrowbufs import from_numpy, validity
 from taps.tap_postgres.pgtypes import ColumnType, Wire
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -173,38 +174,25 @@ def _integers(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
     return buf[at[:, None] + _SPANS[width]].view(f">i{width}")[:, 0].astype(np.int64)
 
 
-def _numbers(values: np.ndarray, arrow_type: pa.DataType, valid: np.ndarray | None) -> pa.Array:
-    """An Arrow array over a contiguous numpy array of the type's width (no copy; no pa.array(),
-    which imports pandas)."""
-    validity = None if valid is None else _validity(valid)
-    return pa.Array.from_buffers(
-        arrow_type, len(values), [validity, pa.py_buffer(np.ascontiguousarray(values))]
-    )
-
-
-def _validity(valid: np.ndarray) -> pa.Buffer | None:
-    return None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-
-
 def _fixed(wire: Wire, raw: np.ndarray, valid: np.ndarray) -> pa.Array:
     """Fixed-width values, `raw` holding each row's bytes (garbage where not `valid`)."""
     if wire in _NUMBERS:
         dtype, arrow_type = _NUMBERS[wire]
         values = raw.view(dtype)[:, 0]
-        return _numbers(values.astype(values.dtype.newbyteorder("=")), arrow_type, valid)
+        return from_numpy(values.astype(values.dtype.newbyteorder("=")), arrow_type, valid)
     if wire is Wire.BOOL:
         bits = np.packbits(raw[:, 0] != 0, bitorder="little")
-        return pa.Array.from_buffers(pa.bool_(), len(raw), [_validity(valid), pa.py_buffer(bits)])
+        return pa.Array.from_buffers(pa.bool_(), len(raw), [validity(valid), pa.py_buffer(bits)])
     if wire is Wire.DATE:
         days = raw.view(">i4")[:, 0].astype(np.int64)
         valid = valid & (days != np.iinfo(np.int32).max) & (days != np.iinfo(np.int32).min)
         days = np.where(valid, days, 0) + _PG_EPOCH_DAYS
-        return _numbers(days.astype(np.int32), pa.date32(), valid)
+        return from_numpy(days.astype(np.int32), pa.date32(), valid)
     if wire in (Wire.TIMESTAMP, Wire.TIMESTAMPTZ):
         micros = raw.view(">i8")[:, 0].astype(np.int64)
         valid = valid & (micros != np.iinfo(np.int64).max) & (micros != np.iinfo(np.int64).min)
         micros = np.where(valid, micros, 0) + _PG_EPOCH_US
-        return _numbers(micros, _WIRE_TYPES[wire], valid)
+        return from_numpy(micros, _WIRE_TYPES[wire], valid)
     return _uuids(raw, valid)
 
 
@@ -228,11 +216,10 @@ def slices(
     spans = pa.Array.from_buffers(
         pa.large_binary() if large else pa.binary(), 2 * count, [None, pa.py_buffer(offsets), holder]
     )
-    taken = spans.take(_numbers(np.arange(0, 2 * count, 2, dtype=np.int64), pa.int64(), None))
+    taken = spans.take(from_numpy(np.arange(0, 2 * count, 2, dtype=np.int64), pa.int64(), None))
     if large:
         taken = taken.cast(pa.binary())
-    validity = None if valid is None else _validity(valid)
-    return pa.Array.from_buffers(arrow_type, count, [validity, *taken.buffers()[1:]])
+    return pa.Array.from_buffers(arrow_type, count, [validity(valid), *taken.buffers()[1:]])
 
 
 def _uuids(raw: np.ndarray, valid: np.ndarray) -> pa.Array:
@@ -244,7 +231,7 @@ def _uuids(raw: np.ndarray, valid: np.ndarray) -> pa.Array:
         text[:, start:stop] = digits[:, source : source + stop - start]
     offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
     return pa.Array.from_buffers(
-        pa.string(), count, [_validity(valid), pa.py_buffer(offsets), pa.py_buffer(text)]
+        pa.string(), count, [validity(valid), pa.py_buffer(offsets), pa.py_buffer(text)]
     )
 
 

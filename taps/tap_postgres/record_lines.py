@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from elt.arrowbufs import numbers, string_scalar, valid_rows
 from taps.tap_postgres.binary_copy import NOT_NUMBERS, slices
 from taps.tap_postgres.pgtypes import JsonValue
 
@@ -30,15 +31,7 @@ _CONTROL_ESCAPES = {code: _SHORT_ESCAPES.get(code, f"\\u{code:04x}") for code in
 _DAY_US = 86_400_000_000
 
 
-def text_scalar(value: str) -> pa.Scalar:
-    """A string scalar for compute functions, made from buffers: pyarrow turns a Python str into one
-    with pa.scalar(), which imports pandas (0.2 s of every sync's start)."""
-    data = value.encode()
-    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int32))
-    return pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(data)])[0]
-
-
-_QUOTE, _NOTHING, _NULL, _UTC_END = map(text_scalar, ('"', "", "null", '+00:00"'))
+_QUOTE, _NOTHING, _NULL, _UTC_END = map(string_scalar, ('"', "", "null", '+00:00"'))
 
 
 class RecordLines:
@@ -65,8 +58,8 @@ class RecordLines:
     def _join(self, arrays: Sequence[pa.Array], head: str, ending: str) -> pa.Array:
         pieces: list[Any] = []
         for index, (name, kind, array) in enumerate(zip(self.names, self.kinds, arrays, strict=True)):
-            pieces.extend((text_scalar(f"{head if index == 0 else ','}{name}:"), json_texts(array, kind)))
-        pieces.append(text_scalar(ending))
+            pieces.extend((string_scalar(f"{head if index == 0 else ','}{name}:"), json_texts(array, kind)))
+        pieces.append(string_scalar(ending))
         return pc.binary_join_element_wise(*pieces, _NOTHING)
 
 
@@ -174,29 +167,8 @@ def _times(array: pa.Array) -> pa.Array:
 
 
 def _integers(array: pa.Array) -> np.ndarray:
-    """The days or microseconds of a date, time or timestamp array (0 for nulls).
-
-    Read from the array's buffers: to_numpy() and fill_null(0) would import pandas (0.2 s).
-    """
-    narrow = pa.types.is_date32(array.type)
-    ints = array.cast(pa.int32() if narrow else pa.int64())
-    dtype = np.int32 if narrow else np.int64
-    buffer = ints.buffers()[1]
-    if buffer is None:  # all null
-        return np.zeros(len(ints), np.int64)
-    values = np.frombuffer(buffer, dtype=dtype, count=ints.offset + len(ints))[ints.offset :].astype(np.int64)
-    if ints.null_count:
-        values[~valid_rows(ints)] = 0
-    return values
-
-
-def valid_rows(array: pa.Array) -> np.ndarray:
-    """Whether each value of `array` is not null, as a numpy bool array."""
-    bitmap = array.buffers()[0]
-    if bitmap is None or array.null_count == 0:
-        return np.ones(len(array), dtype=bool)
-    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
-    return bits[array.offset : array.offset + len(array)].astype(bool)
+    """The days or microseconds of a date, time or timestamp array (0 for nulls)."""
+    return numbers(array.cast(pa.int32() if pa.types.is_date32(array.type) else pa.int64()), np.int64)
 
 
 def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

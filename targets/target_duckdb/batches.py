@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 from singer_sdk.singerlib.json import serialize_json
 
+from elt.arrowbufs import from_numpy
 from targets.record_lines import (
     BOOLEAN,
     INTEGER,
@@ -33,7 +34,6 @@ from targets.record_lines import (
     FieldRead,
     ParsedLines,
     declared_type,
-    numpy_array,
 )
 from targets.target_duckdb.errors import LoadError
 from targets.target_duckdb.types import Column
@@ -115,9 +115,9 @@ def batch_of_lines(
 ) -> pa.Table:
     """A batch like `build_batch`'s from the columns of parsed RECORD lines (read as `line_reads` says)."""
     arrays = [_line_array(stream, column, parsed.columns[column.name]) for column in columns]
-    arrays.append(pa.chunked_array([numpy_array(np.arange(parsed.rows, dtype=np.int64))]))
+    arrays.append(pa.chunked_array([from_numpy(np.arange(parsed.rows, dtype=np.int64))]))
     arrays.append(pa.chunked_array(parsed.time_extracted))
-    arrays.append(pa.chunked_array([numpy_array(received_at.astype(np.float64))]))
+    arrays.append(pa.chunked_array([from_numpy(received_at.astype(np.float64))]))
     return pa.Table.from_arrays(arrays, schema=batch_schema(columns))
 
 

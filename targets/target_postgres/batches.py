@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from elt.arrowbufs import from_numpy
 from targets.record_lines import (
     BOOLEAN,
     INTEGER,
@@ -34,7 +35,6 @@ from targets.record_lines import (
     FieldRead,
     ParsedLines,
     declared_type,
-    numpy_array,
 )
 from targets.target_duckdb.batches import json_text, value_error
 from targets.target_duckdb.errors import LoadError
@@ -168,11 +168,11 @@ def _records_batch(
         field = _JSON if kind == "json" else pa.field("value", arrays[index].type)
         fields.append(field.with_name(staging_column(index)))
     rows = len(time_extracted)
-    arrays.append(numpy_array(np.arange(rows, dtype=np.int64)))
+    arrays.append(from_numpy(np.arange(rows, dtype=np.int64)))
     fields.append(pa.field(ROW, pa.int64()))
     arrays.append(time_extracted)
     fields.append(pa.field(TIME_EXTRACTED, pa.string()))
-    arrays.append(numpy_array(np.asarray(received_at, dtype=np.float64)))
+    arrays.append(from_numpy(np.asarray(received_at, dtype=np.float64)))
     fields.append(pa.field(RECEIVED_AT, pa.float64()))
     batch = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
     return BatchSource(tuple(columns), batch.schema, iter([batch]), batch=batch)

@@ -12,13 +12,13 @@ the staging table's columns must have exactly those types.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from elt.arrowbufs import binary_scalar, numbers, valid_rows
 from targets.target_postgres.types import arrow_column_type
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"  # + flags, extension
@@ -27,8 +27,8 @@ TRAILER = b"\xff\xff"
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days since 1970-01-01
 _PG_EPOCH_MICROS = _PG_EPOCH_DAYS * 86_400_000_000
 _MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
-_NULL_FIELD = pa.scalar(b"\xff\xff\xff\xff", pa.large_binary())  # length -1
-_NO_SEPARATOR = pa.scalar(b"", pa.large_binary())
+_NULL_FIELD = binary_scalar(b"\xff\xff\xff\xff")  # length -1
+_NO_SEPARATOR = binary_scalar(b"")
 _NUMERIC_NEGATIVE = 0x4000
 _JSONB_VERSION = b"\x01"
 
@@ -40,7 +40,7 @@ def encode_rows(batch: pa.RecordBatch) -> memoryview:
     fields = [
         _encode_column(column, field) for column, field in zip(batch.columns, batch.schema, strict=True)
     ]
-    count = pa.scalar(len(fields).to_bytes(2, "big"), pa.large_binary())
+    count = binary_scalar(len(fields).to_bytes(2, "big"))
     rows = pc.binary_join_element_wise(count, *fields, _NO_SEPARATOR)
     offsets = np.frombuffer(rows.buffers()[1], dtype="<i8")
     start, end = int(offsets[rows.offset]), int(offsets[rows.offset + len(rows)])
@@ -94,9 +94,7 @@ def _encoder_for(arrow_type: pa.DataType, field: pa.Field) -> Callable[[pa.Array
 
 def _numbers(column: pa.Array, dtype: type[np.generic]) -> np.ndarray:
     """The column's values as a numpy array (nulls as zeros; `_fixed` marks them null again)."""
-    if column.null_count:
-        column = column.fill_null(False if dtype is np.bool_ else 0)
-    return column.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    return numbers(column, dtype)
 
 
 def _fixed(values: np.ndarray, big_endian: str, column: pa.Array) -> pa.Array:
@@ -124,12 +122,12 @@ def _with_nulls(encoded: pa.Array, column: pa.Array) -> pa.Array:
 def _prefixed(column: pa.Array, prefix: bytes = b"") -> pa.Array:
     """Variable-width fields (text, bytea, jsonb): the length, `prefix`, then the bytes."""
     data = column.cast(pa.large_binary())
-    lengths = pc.binary_length(data).fill_null(0).to_numpy(zero_copy_only=False)
+    lengths = numbers(pc.binary_length(data), np.int64)
     header = np.empty(len(data), dtype=np.dtype([("length", ">i4")]))
     header["length"] = lengths + len(prefix)
     parts = [_fixed_size_binary(header)]
     if prefix:
-        parts.append(pa.scalar(prefix, pa.large_binary()))
+        parts.append(binary_scalar(prefix))
     parts.append(data)
     joined = pc.binary_join_element_wise(*parts, _NO_SEPARATOR)  # a null value makes a null field
     return pc.fill_null(joined, _NULL_FIELD) if column.null_count else joined
@@ -180,9 +178,11 @@ def _numeric(column: pa.Array) -> pa.Array:
     elif column_type.scale < 0:
         column = column.cast(pa.decimal256(column_type.precision - column_type.scale, 0))
     scale = column.type.scale
-    # Null slots may hold any bits; as zeros they add no digits.
-    values = column.fill_null(pa.scalar(Decimal(0), column.type)) if column.null_count else column
-    limbs, negative = _magnitude_limbs(values)
+    limbs, negative = _magnitude_limbs(column)
+    if column.null_count:  # null slots may hold any bits; as zeros they add no digits
+        valid = valid_rows(column)
+        limbs = [np.where(valid, limb, np.uint64(0)) for limb in limbs]
+        negative = negative & valid
     rows = len(column)
 
     def divide(divisor: int) -> np.ndarray:
