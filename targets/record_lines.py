@@ -302,6 +302,10 @@ def split_rows(data: bytes | memoryview, rows: int) -> tuple[bytes | memoryview,
     return data[:position], data[position:]
 
 
+DELETED_AT = "_sdc_deleted_at"
+_DELETED_AT_SCHEMA = {"type": ["null", "string"], "format": "date-time"}
+
+
 class RecordLinesSink(BatchSink):
     """A sink that keeps its stream's RECORD lines as they came (`take_lines`) when it may.
 
@@ -310,6 +314,25 @@ class RecordLinesSink(BatchSink):
     """
 
     loader: Any  # the target
+    _keeps_deleted_at = False
+
+    def _remove_sdc_metadata_from_schema(self) -> None:
+        """singer-sdk's removal of the `_sdc_*` properties, except `_sdc_deleted_at` when it carries deletes.
+
+        It is kept when the tap declares it (its deletes are data: LOG_BASED streams, for instance, where
+        without it a soft-deleted row would be its key and nulls) and with `hard_delete`.
+        """
+        declared = (self.original_schema.get("properties") or {}).get(DELETED_AT)
+        super()._remove_sdc_metadata_from_schema()
+        if declared is not None or self.loader.settings.hard_delete:
+            self.schema["properties"][DELETED_AT] = declared or dict(_DELETED_AT_SCHEMA)
+            self._keeps_deleted_at = True
+
+    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
+        deleted_at = record.get(DELETED_AT)
+        super()._remove_sdc_metadata_from_record(record)
+        if self._keeps_deleted_at and deleted_at is not None:
+            record[DELETED_AT] = deleted_at
 
     @cached_property
     def takes_lines(self) -> bool:

@@ -504,6 +504,22 @@ def test_hard_delete_removes_rows_marked_deleted(load, tmp_path: Path) -> None:
     assert query(db, "SELECT count(*) FROM main.orders WHERE id = 2") == [(0,)]
 
 
+def test_soft_delete_keeps_the_declared_deleted_at_column(load, tmp_path: Path) -> None:
+    """A tap that declares `_sdc_deleted_at` (LOG_BASED tap-postgres) sends deletes as data: without
+    hard_delete they stay as rows with the column filled, not as a key with nulls and no marker."""
+    with_deleted = {**ORDERS, "_sdc_deleted_at": {"type": ["null", "string"], "format": "date-time"}}
+    load([schema("orders", with_deleted, ["id"]), *orders(range(1, 4))])
+    deleted = record("orders", {"id": 2, "name": None, "_sdc_deleted_at": "2024-05-03T00:00:00Z"})
+
+    load([schema("orders", with_deleted, ["id"]), deleted])
+
+    db = tmp_path / "warehouse.duckdb"
+    assert query(
+        db, "SELECT id, name, strftime(_sdc_deleted_at, '%Y-%m-%d') FROM main.orders ORDER BY id"
+    ) == [(1, "order 1", None), (2, None, "2024-05-03"), (3, "order 3", None)]
+    assert "_sdc_extracted_at" not in column_types(db, "main.orders")  # the other _sdc_ columns stay out
+
+
 def test_overwrite_run_without_rows_empties_the_table(load, tmp_path: Path) -> None:
     load([schema("orders", ORDERS, ["id"]), *orders(range(1, 6))])
 

@@ -30,12 +30,11 @@ from targets.target_postgres.batches import (
 )
 from targets.target_postgres.settings import DEFAULT_BATCH_SIZE_ROWS, UPSERT
 from targets.target_postgres.types import columns_of, stream_table_name
-from targets.target_postgres.warehouse import DELETED_AT, BatchResult, TableSpec
+from targets.target_postgres.warehouse import BatchResult, TableSpec
 
 if TYPE_CHECKING:
     from targets.target_postgres.target import TargetPostgres
 
-_DELETED_AT_SCHEMA = {"type": ["null", "string"], "format": "date-time"}
 
 
 class PostgresSink(RecordLinesSink):
@@ -51,7 +50,6 @@ class PostgresSink(RecordLinesSink):
         key_properties: Sequence[str] | None,
     ) -> None:
         self.loader = target
-        self._keeps_deleted_at = False
         super().__init__(target, stream_name, schema, key_properties)
         self._known_fields = set(self.schema.get("properties") or {})
         self.columns = columns_of(self.schema)
@@ -76,23 +74,6 @@ class PostgresSink(RecordLinesSink):
                 f"stream '{self.stream_name}': record {self._total_records_read + 1} of the stream does not "
                 f"match its schema: {exc.error_message}"
             ) from None
-
-    def _remove_sdc_metadata_from_schema(self) -> None:
-        """singer-sdk's removal of the `_sdc_*` properties, except `_sdc_deleted_at` when it carries deletes.
-
-        It is kept when the tap declares it (its deletes are data) and with `hard_delete`.
-        """
-        declared = (self.original_schema.get("properties") or {}).get(DELETED_AT)
-        super()._remove_sdc_metadata_from_schema()
-        if declared is not None or self.loader.settings.hard_delete:
-            self.schema["properties"][DELETED_AT] = declared or dict(_DELETED_AT_SCHEMA)
-            self._keeps_deleted_at = True
-
-    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
-        deleted_at = record.get(DELETED_AT)
-        super()._remove_sdc_metadata_from_record(record)
-        if self._keeps_deleted_at and deleted_at is not None:
-            record[DELETED_AT] = deleted_at
 
     def _table_spec(self) -> TableSpec:
         settings = self.loader.settings
