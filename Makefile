@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/python -m elt.sample data
-	$(BIN)/elt run demo
+	$(BIN)/elt run daily
 
 test: install
 	$(BIN)/python -m pytest -q

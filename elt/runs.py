@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +30,26 @@ class StepRecord:
     seconds: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    attempts: int | None = None
+    output: dict[str, Any] | None = None  # the StepOutput of a successful step, as JSON
+    log_file: str | None = None
+    attempt_records: list[AttemptRecord] = field(default_factory=list)
+
+
+@dataclass
+class AttemptRecord:
+    """One try of a step (a step with retries has several), as stored."""
+
+    step: str
+    attempt: int
+    status: str
+    started_at: str
+    ended_at: str | None = None
+    seconds: float | None = None
+    error: str | None = None
+    log_file: str | None = None
 
 
 @dataclass
@@ -45,6 +67,7 @@ class RunRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
+    request: dict[str, Any] | None = None  # what `elt run` was asked, for --resume
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,12 +87,14 @@ class RunLog:
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
 
-    def start(self, kind: str, name: str, environment: str | None) -> RunRecord:
-        record = RunRecord(new_run_id(), kind, name, environment, "running", now())
+    def start(
+        self, kind: str, name: str, environment: str | None, request: dict[str, Any] | None = None
+    ) -> RunRecord:
+        record = RunRecord(new_run_id(), kind, name, environment, "running", now(), request=request)
         with closing(connect(self.db_path)) as conn:
             conn.execute(
-                "INSERT INTO runs(run_id, kind, name, environment, status, started_at, pid, host) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs(run_id, kind, name, environment, status, started_at, pid, host, request) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.run_id,
                     kind,
@@ -79,6 +104,7 @@ class RunLog:
                     record.started_at,
                     os.getpid(),
                     socket.gethostname(),
+                    json.dumps(request) if request is not None else None,
                 ),
             )
         return record
@@ -109,10 +135,13 @@ class RunLog:
         with closing(connect(self.db_path)) as conn:
             conn.execute(
                 "INSERT INTO steps(run_id, position, name, kind, status, started_at, ended_at, "
-                "seconds, summary, error) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "seconds, summary, error, rows, bytes, attempts, output, log_file) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(run_id, position) DO UPDATE SET status=excluded.status, "
+                "started_at=COALESCE(excluded.started_at, steps.started_at), "
                 "ended_at=excluded.ended_at, seconds=excluded.seconds, summary=excluded.summary, "
-                "error=excluded.error",
+                "error=excluded.error, rows=excluded.rows, bytes=excluded.bytes, "
+                "attempts=excluded.attempts, output=excluded.output, log_file=excluded.log_file",
                 (
                     record.run_id,
                     step.position,
@@ -124,40 +153,121 @@ class RunLog:
                     step.seconds,
                     json.dumps(step.summary),
                     step.error,
+                    step.rows,
+                    step.bytes,
+                    step.attempts,
+                    json.dumps(step.output, default=str) if step.output is not None else None,
+                    step.log_file,
                 ),
             )
+
+    def attempt(self, run_id: str, attempt: AttemptRecord) -> None:
+        """Insert or update one attempt of a step."""
+        with closing(connect(self.db_path)) as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO attempts(run_id, step, attempt, status, started_at, ended_at, "
+                "seconds, error, log_file) VALUES (?,?,?,?,?,?,?,?,?)",
+                (run_id, attempt.step, attempt.attempt, attempt.status, attempt.started_at,
+                 attempt.ended_at, attempt.seconds, attempt.error, attempt.log_file),
+            )  # fmt: skip
+
+    def get(self, run_id: str) -> RunRecord:
+        """One run with its steps and their attempts; a unique prefix of the run id will do."""
+        with closing(connect(self.db_path)) as conn:
+            rows = conn.execute(
+                "SELECT run_id FROM runs WHERE run_id LIKE ? ORDER BY started_at DESC", (run_id + "%",)
+            ).fetchall()
+        if len(rows) != 1:
+            from elt.errors import EltError
+
+            found = "no run" if not rows else f"{len(rows)} runs"
+            raise EltError(f"{found} with id '{run_id}'", hint="`elt runs list` shows the run ids")
+        record = self._load(rows[0]["run_id"])
+        with closing(connect(self.db_path)) as conn:
+            attempts = conn.execute(
+                "SELECT * FROM attempts WHERE run_id = ? ORDER BY step, attempt", (record.run_id,)
+            ).fetchall()
+        by_step: dict[str, list[AttemptRecord]] = {}
+        for a in attempts:
+            by_step.setdefault(a["step"], []).append(AttemptRecord(**_fields(a, exclude={"run_id"})))
+        for step in record.steps:
+            step.attempt_records = by_step.get(step.name, [])
+        return record
+
+    def _load(self, run_id: str) -> RunRecord:
+        with closing(connect(self.db_path)) as conn:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = _mark_if_died(conn, row)
+            return _run_record(conn, row)
 
     def recent(self, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first, with their steps."""
         with closing(connect(self.db_path)) as conn:
             rows = conn.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
-            records = []
-            for row in rows:
-                if _died(row):
-                    conn.execute(
-                        "UPDATE runs SET status = 'died', error = ? WHERE run_id = ?",
-                        (
-                            f"the elt process (pid {row['pid']}) ended without finishing the run",
-                            row["run_id"],
-                        ),
-                    )
-                    conn.execute(
-                        "UPDATE steps SET status = 'died' WHERE run_id = ? AND status = 'running'",
-                        (row["run_id"],),
-                    )
-                    row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (row["run_id"],)).fetchone()
-                steps = conn.execute(
-                    "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (row["run_id"],)
-                ).fetchall()
-                run = RunRecord(
-                    **_fields(row, exclude={"summary", "pid", "host"}), summary=_json(row["summary"])
-                )
-                run.steps = [
-                    StepRecord(**_fields(s, exclude={"summary", "run_id"}), summary=_json(s["summary"]))
-                    for s in steps
-                ]
-                records.append(run)
-        return records
+            return [_run_record(conn, _mark_if_died(conn, row)) for row in rows]
+
+
+def _mark_if_died(conn: Any, row: Any) -> Any:
+    """The row of a run, marked `died` (with its running steps) if its elt process is gone."""
+    if not _died(row):
+        return row
+    conn.execute(
+        "UPDATE runs SET status = 'died', error = ? WHERE run_id = ?",
+        (f"the elt process (pid {row['pid']}) ended without finishing the run", row["run_id"]),
+    )
+    conn.execute("UPDATE steps SET status = 'died' WHERE run_id = ? AND status = 'running'", (row["run_id"],))
+    conn.execute(
+        "UPDATE attempts SET status = 'died' WHERE run_id = ? AND status = 'running'", (row["run_id"],)
+    )
+    return conn.execute("SELECT * FROM runs WHERE run_id = ?", (row["run_id"],)).fetchone()
+
+
+def _run_record(conn: Any, row: Any) -> RunRecord:
+    steps = conn.execute(
+        "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (row["run_id"],)
+    ).fetchall()
+    run = RunRecord(
+        **_fields(row, exclude={"summary", "pid", "host", "request"}),
+        summary=_json(row["summary"]),
+        request=json.loads(row["request"]) if row["request"] else None,
+    )
+    run.steps = [
+        StepRecord(
+            **_fields(s, exclude={"summary", "run_id", "output"}),
+            summary=_json(s["summary"]),
+            output=json.loads(s["output"]) if s["output"] else None,
+        )
+        for s in steps
+    ]
+    return run
+
+
+def store_cache(db_path: Path, pipeline: str, step: str, fingerprint: str, output: dict[str, Any]) -> None:
+    """Remember the output of a successful cacheable step and the fingerprint of its inputs."""
+    with closing(connect(db_path)) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO step_cache(pipeline, step, fingerprint, output, created_at) "
+            "VALUES (?,?,?,?,?)",
+            (pipeline, step, fingerprint, json.dumps(output, default=str), now()),
+        )
+
+
+def cached_output(
+    db_path: Path, pipeline: str, step: str, fingerprint: str, expire_seconds: float
+) -> dict[str, Any] | None:
+    """The stored output of the step if its fingerprint is `fingerprint` and it is younger than expiry."""
+    with closing(connect(db_path)) as conn:
+        row = conn.execute(
+            "SELECT fingerprint, output, created_at FROM step_cache WHERE pipeline = ? AND step = ?",
+            (pipeline, step),
+        ).fetchone()
+    if row is None or row["fingerprint"] != fingerprint:
+        return None
+    age = (datetime.now(UTC) - datetime.fromisoformat(row["created_at"])).total_seconds()
+    if age > expire_seconds:
+        return None
+    output: dict[str, Any] = json.loads(row["output"])
+    return output
 
 
 def _died(row: Any) -> bool:
@@ -180,3 +290,39 @@ def _fields(row: Any, exclude: set[str]) -> dict[str, Any]:
 
 def _json(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
+
+
+def iter_logs(db_path: Path, run_id: str, step: str | None = None, follow: bool = False) -> Iterator[str]:
+    """The lines of each attempt's log of a run (of one step and its `for_each` instances, if given),
+    attempt after attempt; with `follow`, new lines as they come until the run ends."""
+    log = RunLog(db_path)
+    record = log.get(run_id)
+    offsets: dict[str, int] = {}
+    while True:
+        record = log.get(record.run_id)
+        for s in record.steps:
+            if step is not None and s.name != step and not s.name.startswith(f"{step}["):
+                continue
+            for attempt in sorted(s.attempt_records, key=lambda a: a.started_at):
+                if not attempt.log_file:
+                    continue
+                path = Path(attempt.log_file)
+                if attempt.log_file not in offsets:
+                    offsets[attempt.log_file] = 0
+                    yield f"── {attempt.step} · attempt {attempt.attempt} · {attempt.status} · {path}"
+                if not path.is_file():
+                    continue
+                with path.open(encoding="utf-8", errors="replace") as handle:
+                    handle.seek(offsets[attempt.log_file])
+                    text = handle.read()
+                    # Keep a partial last line for the next turn.
+                    complete = (
+                        text
+                        if text.endswith("\n") or record.status != "running"
+                        else text[: text.rfind("\n") + 1]
+                    )
+                    offsets[attempt.log_file] += len(complete.encode("utf-8"))
+                yield from complete.splitlines()
+        if not follow or record.status != "running":
+            return
+        time.sleep(0.2)

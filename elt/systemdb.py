@@ -1,4 +1,4 @@
-"""The project's system database (`.elt/elt.db`, SQLite): state, runs and their steps.
+"""The project's system database (`.elt/elt.db`, SQLite): state, runs, their steps and attempts, cache.
 
 SQLite in WAL mode lets a run write while `elt runs` / `elt state` read; every write is one short
 transaction so concurrent processes wait (busy timeout) instead of failing.
@@ -43,6 +43,26 @@ CREATE TABLE IF NOT EXISTS steps (
     error      TEXT,
     PRIMARY KEY (run_id, position)
 );
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id     TEXT NOT NULL,
+    step       TEXT NOT NULL,
+    attempt    INTEGER NOT NULL, -- 1 for the first try
+    status     TEXT NOT NULL,    -- running | success | failed | cached
+    started_at TEXT NOT NULL,
+    ended_at   TEXT,
+    seconds    REAL,
+    error      TEXT,
+    log_file   TEXT,
+    PRIMARY KEY (run_id, step, attempt)
+);
+CREATE TABLE IF NOT EXISTS step_cache (
+    pipeline    TEXT NOT NULL,
+    step        TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    output      TEXT NOT NULL,  -- JSON of the StepOutput
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (pipeline, step)
+);
 """
 
 
@@ -59,7 +79,16 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 # Columns added after a table was first created: (table, column, type).
-_ADDED_COLUMNS = [("runs", "pid", "INTEGER"), ("runs", "host", "TEXT")]
+_ADDED_COLUMNS = [
+    ("runs", "pid", "INTEGER"),
+    ("runs", "host", "TEXT"),
+    ("runs", "request", "TEXT"),  # JSON: what `elt run` was asked (pipeline/blocks, variables), to resume
+    ("steps", "rows", "INTEGER"),
+    ("steps", "bytes", "INTEGER"),
+    ("steps", "attempts", "INTEGER"),
+    ("steps", "output", "TEXT"),  # JSON of the StepOutput of a successful step
+    ("steps", "log_file", "TEXT"),
+]
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -131,7 +131,7 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-STEP_TYPES = ("sync", "dbt", "shell")
+STEP_TYPES = ("sync", "dbt", "python", "sql", "export", "pipeline", "shell")
 
 
 def _check_steps(doc: LocatedDocument) -> list[tuple[int, str]]:
@@ -172,4 +172,40 @@ def _check_steps(doc: LocatedDocument) -> list[tuple[int, str]]:
                         )
                     )
                 seen.add(name)
+        problems.extend(_check_needs(doc, pname, steps, pipelines))
+    return problems
+
+
+def _check_needs(
+    doc: LocatedDocument, pname: str, steps: list[Any], pipelines: dict[str, Any]
+) -> list[tuple[int, str]]:
+    """`needs`, `for_each: ${steps.X.output}` and `pipeline:` name steps and pipelines that exist."""
+    names = [s.get("name") for s in steps if isinstance(s, dict)]
+    problems: list[tuple[int, str]] = []
+
+    def problem(path: str, message: str) -> None:
+        line = doc.line_of(path)
+        problems.append((line, f"{doc.file.name}:{line}: key '{path}': {message}"))
+
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        path = f"pipelines.{pname}.steps[{i}]"
+        needs = step.get("needs")
+        for j, need in enumerate(needs if isinstance(needs, list) else []):
+            if need not in names:
+                guess = difflib.get_close_matches(str(need), [str(n) for n in names], n=1, cutoff=0.6)
+                hint = f"; did you mean '{guess[0]}'?" if guess else ""
+                problem(f"{path}.needs[{j}]", f"expected the name of a step of '{pname}', got '{need}'{hint}")
+        for_each = step.get("for_each")
+        if isinstance(for_each, str) and for_each.startswith("${steps."):
+            source = for_each[len("${steps.") :].rsplit(".output}", 1)[0]
+            if source not in names:
+                problem(
+                    f"{path}.for_each",
+                    f"expected ${{steps.NAME.output}} of a step of '{pname}', got '{for_each}'",
+                )
+        target = step.get("pipeline")
+        if isinstance(target, str) and target not in pipelines:
+            problem(f"{path}.pipeline", f"expected the name of a pipeline, got '{target}'")
     return problems

@@ -77,6 +77,8 @@ def _to_python(node: yaml.Node, path: str, lines: dict[str, int], file: Path) ->
                         result.setdefault(k, v)
                 continue
             key = _scalar(key_node)
+            if isinstance(key, bool):  # YAML 1.1 reads a key `on:` or `yes:` as a boolean; keys are names
+                key = key_node.value
             child = join_path(path, str(key))
             if key in result:
                 raise ProjectError(

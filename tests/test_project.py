@@ -115,7 +115,7 @@ def test_every_problem_is_reported_in_line_order(write_project) -> None:
         "elt.yml:1: key 'version': expected an integer, got string 'one'",
         "elt.yml:4: key 'plugins.loaders[0].name': required key is missing",
         "elt.yml:8: key 'pipelines.daily.steps[0]': expected exactly one step type "
-        "(sync, dbt, shell), got sync, shell",
+        "(sync, dbt, python, sql, export, pipeline, shell), got sync, shell",
         "elt.yml:9: key 'pipelines.daily.steps[1].name': expected a unique step name, got 'a' twice",
     ]
 
@@ -292,7 +292,7 @@ def test_a_mapping_name_runs_its_mapper_with_the_mapping_config(write_project) -
     plugin = find_plugin(project, "hash-emails", "mappers")
     assert plugin.name == "meltano-map-transformer"
     assert plugin.config == {"stream_maps": {"customers": {"email": "md5(email)"}}}
-    from elt.pipeline import pipeline_from_blocks
+    from elt.orchestrator.model import pipeline_from_blocks
 
     with pytest.raises(EltError, match="mapper .hash-emails. must stand between"):
         pipeline_from_blocks(project, ["hash-emails"])

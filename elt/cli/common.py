@@ -10,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from elt.dbt import NodeResult
+    from elt.orchestrator.executor import StepResult
     from elt.project import Project
     from elt.sync import SyncResult
 
@@ -33,10 +34,11 @@ class Context:
         return load_project(self.project_dir, self.environment)
 
 
-def make_reporter() -> Any:
+def make_reporter(log_format: str | None = None) -> Any:
+    """A Reporter: text on a terminal, JSON lines elsewhere, unless `log_format` says which."""
     from elt.logs import Reporter
 
-    return Reporter()
+    return Reporter(tty=None if log_format is None else log_format == "text")
 
 
 def print_json(value: Any, indent: int | None = None) -> None:
@@ -55,6 +57,28 @@ def print_sync(tap: str, target: str, result: SyncResult) -> None:
     width = max((len(n) for n in result.streams), default=0)
     for name, stats in result.streams.items():
         click.echo(f"  {name:<{width}}  {stats.rows:>10,} rows")
+
+
+def print_step(step: StepResult) -> None:
+    """What a finished step of `elt run` did: a sync's rows per stream, a dbt command's nodes."""
+    summary = step.summary
+    if step.kind == "sync" and "streams" in summary:
+        tap, target = summary.get("tap", ""), summary.get("target", "")
+        rows, seconds = int(summary.get("rows", 0)), float(summary.get("seconds", 0.0))
+        if rows == 0:
+            click.echo(f"{tap} → {target}: 0 new rows, every stream is up to date ({seconds:.1f}s)")
+        else:
+            rate = rows / seconds if seconds else 0
+            click.echo(f"{tap} → {target}: {rows:,} rows in {seconds:.1f}s ({rate:,.0f} rows/s), "
+                       f"state {summary.get('state_id')}")  # fmt: skip
+        width = max((len(n) for n in summary["streams"]), default=0)
+        for name, stats in summary["streams"].items():
+            click.echo(f"  {name:<{width}}  {stats.get('rows', 0):>10,} rows")
+    elif step.kind == "dbt":
+        for node in (summary.get("nodes") or {}).values():
+            label = _STATUS.get(node.get("status", ""), str(node.get("status", "")).upper())
+            click.echo(f"  {label:<5} {node.get('resource_type', ''):<9} {node.get('name', ''):<40} "
+                       f"{node.get('seconds', 0):6.2f}s")  # fmt: skip
 
 
 _STATUS = {"success": "OK", "pass": "PASS", "error": "ERROR", "fail": "FAIL", "warn": "WARN",

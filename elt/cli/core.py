@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from elt.cli.common import FORMAT, Context, make_reporter, print_json, print_node, print_sync
+from elt.cli.common import FORMAT, Context, make_reporter, print_json, print_node, print_step, print_sync
 
 if TYPE_CHECKING:
     from elt.project import Project
-    from elt.sync import SyncResult
 
 
 @click.command()
@@ -131,16 +130,12 @@ def dbt(obj: Context, dbt_args: tuple[str, ...]) -> None:
 
 
 def _dbt(obj: Context, args: list[str], *, quiet: bool) -> None:
-    from elt.pipeline import Pipeline, Step, run_pipeline
+    from elt.steps.dbt import run_dbt_command
 
     project = obj.project()
-    reporter = make_reporter()
-    step = Step(f"dbt-{args[0]}", "dbt", " ".join(_quote(a) for a in args), {"quiet": quiet})
-    result = run_pipeline(project, Pipeline(f"dbt {args[0]}", (step,)), reporter,
-                          on_node=print_node if quiet else None)  # fmt: skip
-    outcome = result.steps[0]
-    nodes = outcome.summary.get("nodes", {})
-    click.echo(f"dbt {args[0]}: {len(nodes)} node(s) done in {outcome.seconds:.1f}s")
+    _, result = run_dbt_command(project, args,
+                                print_node if quiet else None, quiet=quiet)  # fmt: skip
+    click.echo(f"dbt {args[0]}: {len(result.nodes)} node(s) done in {result.seconds:.1f}s")
 
 
 def _quote(arg: str) -> str:
@@ -150,31 +145,65 @@ def _quote(arg: str) -> str:
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("blocks", nargs=-1, required=True)
+@click.argument("blocks", nargs=-1)
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set a pipeline variable.")
+@click.option("--only", multiple=True, metavar="STEP", help="Run only this step (repeatable).")
+@click.option("--from", "start", metavar="STEP", help="Run this step and everything downstream of it.")
+@click.option("--resume", metavar="RUN", help="Run again what a run did not finish, reusing what succeeded.")
+@click.option("--no-cache", is_flag=True, help="Run cached steps even when their inputs are unchanged.")
+@click.option("--wait", is_flag=True, help="Wait for runs holding the same state ids or dbt project.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Progress on stderr: text (default on a terminal) or JSON lines (default elsewhere).",
+)
 @FORMAT
 @click.pass_obj
-def run(obj: Context, blocks: tuple[str, ...], fmt: str) -> None:
+def run(
+    obj: Context, blocks: tuple[str, ...], variables: tuple[str, ...], only: tuple[str, ...],
+    start: str | None, resume: str | None, no_cache: bool, wait: bool, log_format: str | None, fmt: str,
+) -> None:  # fmt: skip
     """Run a pipeline of elt.yml, or blocks: `elt run tap-files target-duckdb dbt:build`."""
-    from elt.pipeline import pipeline_from_blocks, run_pipeline
+    from elt.errors import EltError, RunError
+    from elt.orchestrator.executor import StepResult, run_request
 
     project = obj.project()
-    pipeline = pipeline_from_blocks(project, list(blocks))
-    reporter = make_reporter()
+    overrides = {}
+    for item in variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise EltError(f"--var expects NAME=VALUE, got '{item}'")
+        overrides[name] = value
+    reporter = make_reporter(log_format)
     text = fmt == "text"
 
-    def on_sync(step: Any, result: SyncResult) -> None:
-        if text:
-            names = step.command.split()
-            print_sync(names[0], names[-1], result)
+    def on_step(step: StepResult) -> None:
+        if text and step.status == "success":
+            print_step(step)
 
-    result = run_pipeline(project, pipeline, reporter, on_sync=on_sync,
-                          on_node=print_node if text else None)  # fmt: skip
+    result = run_request(
+        project, list(blocks), variables=overrides, only=only, start=start, no_cache=no_cache, wait=wait,
+        resume=resume, reporter=reporter, on_step=on_step,
+    )  # fmt: skip
     if fmt == "json":
         print_json(result.to_json())
+    failure = result.failure()
+    if failure is not None:
+        skipped = sum(1 for s in result.steps if s.status == "skipped")
+        raise RunError(
+            f"step '{failure.name}' failed: {failure.error}",
+            hint=f"{skipped} step(s) skipped; see `elt runs show {result.run_id}`, "
+            f"rerun with `elt run --resume {result.run_id}`",
+        )
+    if fmt == "json":
         return
+    counts: dict[str, int] = {}
+    for s in result.steps:
+        counts[s.status] = counts.get(s.status, 0) + 1
+    others = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "success")
     click.echo(
-        f"✔ {pipeline.name}: {len(result.steps)} step(s) succeeded in {result.seconds:.1f}s "
-        f"(run {result.run_id})"
+        f"✔ {result.pipeline}: {counts.get('success', 0)} step(s) succeeded"
+        f"{' (' + others + ')' if others else ''} in {result.seconds:.1f}s (run {result.run_id})"
     )
     warehouse = _warehouse_hint(project)
     if warehouse:
@@ -198,12 +227,25 @@ def _warehouse_hint(project: Project) -> str | None:
         return str(path)
 
 
-@click.command()
-@click.option("--limit", default=10, show_default=True)
+LIMIT = click.option("--limit", default=10, show_default=True, help="How many runs, newest first.")
+
+
+@click.group(invoke_without_command=True)
+@LIMIT
+@FORMAT
+@click.pass_context
+def runs(ctx: click.Context, limit: int, fmt: str) -> None:
+    """Run history: `elt runs [list]`, `elt runs show RUN`, `elt runs logs RUN`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(runs_list, limit=limit, fmt=fmt)
+
+
+@runs.command("list")
+@LIMIT
 @FORMAT
 @click.pass_obj
-def runs(obj: Context, limit: int, fmt: str) -> None:
-    """Show the latest runs and their steps."""
+def runs_list(obj: Context, limit: int, fmt: str) -> None:
+    """The latest runs and their steps."""
     from elt.runs import RunLog
 
     project = obj.project()
@@ -219,6 +261,47 @@ def runs(obj: Context, limit: int, fmt: str) -> None:
         for s in r.steps:
             ssecs = f"{s.seconds:.1f}s" if s.seconds is not None else "-"
             click.echo(f"    {s.status:8} {ssecs:>7}  {s.kind:5} {s.name}")
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="RUN")
+@FORMAT
+@click.pass_obj
+def runs_show(obj: Context, run_id: str, fmt: str) -> None:
+    """One run: its steps with status, rows and attempts (a unique prefix of the id will do)."""
+    from elt.runs import RunLog
+
+    record = RunLog(obj.project().system_db).get(run_id)
+    if fmt == "json":
+        print_json(record.to_json())
+        return
+    secs = f"{record.seconds:.1f}s" if record.seconds is not None else "-"
+    click.echo(f"run {record.run_id}  {record.kind} {record.name}  {record.status}  {secs}")
+    if record.error:
+        click.echo(f"  error: {record.error.splitlines()[0]}")
+    for s in record.steps:
+        ssecs = f"{s.seconds:.1f}s" if s.seconds is not None else "-"
+        rows = f"{s.rows:,} rows" if s.rows is not None else ""
+        tries = f"{s.attempts} attempt(s)" if s.attempts else ""
+        click.echo(f"  {s.status:8} {ssecs:>7}  {s.kind:8} {s.name:<30} {rows:>14}  {tries}")
+        if s.error and s.status != "success":
+            click.echo(f"           {s.error.splitlines()[0]}")
+        for a in s.attempt_records if len(s.attempt_records) > 1 else []:
+            asecs = f"{a.seconds:.1f}s" if a.seconds is not None else "-"
+            click.echo(f"           attempt {a.attempt}: {a.status:8} {asecs:>7}  started {a.started_at}")
+
+
+@runs.command("logs")
+@click.argument("run_id", metavar="RUN")
+@click.option("--step", help="Only this step (and its for_each instances).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.pass_obj
+def runs_logs(obj: Context, run_id: str, step: str | None, follow: bool) -> None:
+    """The output of each attempt of a run's steps (from .elt/logs/)."""
+    from elt.runs import iter_logs
+
+    for line in iter_logs(obj.project().system_db, run_id, step, follow):
+        click.echo(line)
 
 
 @click.command()

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from targets.target_postgres.target import TargetPostgres
 
 
-
 class PostgresSink(RecordLinesSink):
     """Loads a stream into `<schema>.<table>` one batch (one transaction) at a time."""
 

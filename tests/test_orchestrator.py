@@ -1,0 +1,330 @@
+"""The orchestrator through `elt run`: parallel steps, retries, skips, fan-out, timeouts, resume after
+kill -9, run history with rows per step, variables, validation and metrics. Every attempt is a real
+process; the steps are shell commands that count their executions in files, and one real sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import BIN, run_elt
+
+
+def run_json(project: Path, *args: str, code: int = 0) -> dict[str, Any]:
+    proc = run_elt("run", *args, "--format", "json", cwd=project, check=False)
+    assert proc.returncode == code, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def show(project: Path, run_id: str) -> dict[str, Any]:
+    shown: dict[str, Any] = json.loads(
+        run_elt("runs", "show", run_id, "--format", "json", cwd=project).stdout
+    )
+    return shown
+
+
+def statuses(result: dict[str, Any]) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in result["steps"]}
+
+
+def test_independent_steps_run_in_parallel_and_metrics_are_written(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          two:
+            max_parallel: 2
+            steps:
+              - {name: one, shell: sleep 1}
+              - {name: two, shell: sleep 1}
+        """
+    )
+    result = run_json(project, "two")
+    assert statuses(result) == {"one": "success", "two": "success"}
+    assert result["seconds"] < 1.8
+    metrics = (project / ".elt" / "metrics.prom").read_text()
+    assert 'elt_step_seconds{pipeline="two",step="one",status="success"}' in metrics
+    assert 'elt_run_status{pipeline="two",run_id="' + result["run_id"] + '"} 1' in metrics
+    assert "elt_step_attempts" in metrics and "elt_step_rows" in metrics
+
+
+def test_retries_happen_the_configured_times_with_growing_delays(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          flaky:
+            steps:
+              - name: flaky
+                shell: echo x >> tries.txt; exit 1
+                retries: {count: 2, delay: 0.4, backoff: exponential}
+        """
+    )
+    result = run_json(project, "flaky", code=1)
+    assert (project / "tries.txt").read_text().count("x") == 3
+    step = show(project, result["run_id"])["steps"][0]
+    assert step["attempts"] == 3 and step["status"] == "failed"
+    starts = [datetime.fromisoformat(a["started_at"]) for a in step["attempt_records"]]
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps[0] >= 0.4 and gaps[1] >= 0.8 and gaps[1] > gaps[0]
+
+
+def test_a_failure_skips_downstream_and_if_always_still_runs(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: broken, shell: exit 3}
+              - {name: after, shell: echo after >> ran.txt, needs: [broken]}
+              - {name: cleanup, shell: echo cleanup >> ran.txt, if: always}
+        """
+    )
+    proc = run_elt("run", "p", cwd=project, check=False)
+    assert proc.returncode == 1
+    assert "step 'broken' failed: shell command exited with 3" in proc.stderr
+    assert (project / "ran.txt").read_text().split() == ["cleanup"]
+    last = json.loads(run_elt("runs", "list", "--format", "json", "--limit", "1", cwd=project).stdout)[0]
+    assert {s["name"]: s["status"] for s in last["steps"]} == {
+        "broken": "failed", "after": "skipped", "cleanup": "success",
+    }  # fmt: skip
+
+
+def test_on_failure_continue_lets_independent_branches_go_on(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            max_parallel: 1
+            steps:
+              - {name: broken, shell: exit 1, on_failure: continue}
+              - {name: after_broken, shell: "true", needs: [broken]}
+              - {name: other, shell: echo other >> ran.txt}
+              - {name: after_other, shell: echo after_other >> ran.txt, needs: [other]}
+        """
+    )
+    result = run_json(project, "p", code=1)
+    assert statuses(result) == {
+        "broken": "failed", "after_broken": "skipped", "other": "success", "after_other": "success",
+    }  # fmt: skip
+    assert (project / "ran.txt").read_text().split() == ["other", "after_other"]
+
+
+def test_for_each_over_a_list_and_over_a_previous_steps_output(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          fan:
+            steps:
+              - {name: literal, shell: echo $ELT_ITEM >> literal.txt, for_each: [a, b, c]}
+              - {name: list, shell: "echo '[1, 2]' > $ELT_STEP_OUTPUT"}
+              - name: each
+                shell: echo $ELT_ITEM >> each.txt
+                needs: [list]
+                for_each: ${steps.list.output}
+        """
+    )
+    result = run_json(project, "fan")
+    assert sorted((project / "literal.txt").read_text().split()) == ["a", "b", "c"]
+    assert sorted((project / "each.txt").read_text().split()) == ["1", "2"]
+    names = statuses(result)
+    assert {
+        n: names[n] for n in ("literal[0]", "literal[1]", "literal[2]", "each[0]", "each[1]")
+    } == dict.fromkeys(("literal[0]", "literal[1]", "literal[2]", "each[0]", "each[1]"), "success")
+
+
+def test_a_timeout_kills_the_step(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          slow:
+            steps:
+              - {name: sleepy, shell: sleep 30, timeout: 1}
+        """
+    )
+    started = time.monotonic()
+    result = run_json(project, "slow", code=1)
+    assert time.monotonic() - started < 10
+    step = result["steps"][0]
+    assert step["status"] == "failed" and "timed out after 1s" in step["error"]
+    leftover = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True, check=False)
+    assert str(project) not in leftover.stdout
+
+
+def test_resume_after_kill_9_reruns_only_what_had_not_succeeded(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: first, shell: echo first >> ran.txt}
+              - {name: slow, shell: "echo slow >> ran.txt; [ -f go ] || sleep 30", needs: [first]}
+              - {name: last, shell: echo last >> ran.txt, needs: [slow]}
+        """
+    )
+    elt = subprocess.Popen([str(BIN / "elt"), "run", "p"], cwd=project, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 20
+    ran = project / "ran.txt"
+    while not (ran.exists() and "slow" in ran.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(elt.pid, signal.SIGKILL)
+    elt.wait()
+    died = json.loads(run_elt("runs", "list", "--format", "json", "--limit", "1", cwd=project).stdout)[0]
+    assert died["status"] == "died"
+    (project / "go").touch()
+    resumed = run_json(project, "--resume", died["run_id"])
+    assert statuses(resumed) == {"first": "reused", "slow": "success", "last": "success"}
+    assert ran.read_text().split() == ["first", "slow", "slow", "last"]
+
+
+def test_runs_show_reports_rows_per_step_of_a_real_sync(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        plugins:
+          extractors:
+            - name: tap-files
+              config:
+                files: [{entity: items, path: items.csv, keys: [id]}]
+          loaders:
+            - name: target-duckdb
+              config: {path: warehouse.duckdb}
+        pipelines:
+          load:
+            steps:
+              - {name: items, sync: tap-files target-duckdb}
+              - {name: count, shell: echo done, needs: [items]}
+        """
+    )
+    (project / "items.csv").write_text("id,name\n" + "".join(f"{i},item {i}\n" for i in range(1, 43)))
+    result = run_json(project, "load")
+    shown = show(project, result["run_id"])
+    rows = {s["name"]: s["rows"] for s in shown["steps"]}
+    assert rows == {"items": 42, "count": None}
+    assert shown["steps"][0]["summary"]["streams"] == {"items": {"rows": 42}}
+    logs = run_elt("runs", "logs", result["run_id"], "--step", "count", cwd=project).stdout
+    assert "done" in logs and "count · attempt 1 · success" in logs
+
+
+def test_var_overrides_a_pipeline_variable(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          greet:
+            variables: {who: world}
+            steps:
+              - {name: hello, shell: "echo hello ${vars.who} >> out.txt"}
+        """
+    )
+    run_json(project, "greet")
+    run_json(project, "greet", "--var", "who=elt")
+    assert (project / "out.txt").read_text().splitlines() == ["hello world", "hello elt"]
+
+
+def test_validate_names_an_unknown_step_key_and_a_need_of_no_step(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: a, shell: "true", retrys: 2}
+              - {name: b, shell: "true", needs: [c]}
+        """
+    )
+    proc = run_elt("validate", cwd=project, check=False)
+    assert proc.returncode == 2
+    assert "elt.yml:5: key 'pipelines.p.steps[0].retrys': unknown key" in proc.stderr
+    assert "did you mean 'retries'?" in proc.stderr
+    assert "elt.yml:6: key 'pipelines.p.steps[1].needs[0]': expected the name of a step of 'p', got 'c'" in (
+        proc.stderr
+    )
+
+
+def test_validate_accepts_the_issues_example(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          daily:
+            max_parallel: 4
+            steps:
+              - {name: load_shop, sync: tap-files target-duckdb}
+              - {name: load_crm,  sync: tap-postgres target-duckdb}
+              - {name: models, dbt: build --select marts+, retries: {count: 2, delay: 10}}
+              - {name: score, python: blocks/score.py:score, needs: [models], cache: {expire: 1h}}
+              - {name: ping, shell: "curl -fsS $HEALTHCHECK_URL", if: always}
+        """
+    )
+    assert "is valid" in run_elt("validate", cwd=project).stdout
+
+
+def test_a_sync_whose_state_id_another_run_holds_refuses_or_waits(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        plugins:
+          extractors:
+            - name: tap-files
+              config:
+                files: [{entity: items, path: items.csv, keys: [id]}]
+          loaders:
+            - name: target-duckdb
+              config: {path: warehouse.duckdb}
+        pipelines:
+          load:
+            steps:
+              - {name: items, sync: tap-files target-duckdb}
+        """
+    )
+    (project / "items.csv").write_text("id\n1\n")
+    holder = subprocess.Popen([
+        str(BIN / "python"), "-c",
+        "import time; from pathlib import Path; from elt.state import StateStore\n"
+        "store = StateStore(Path('.elt/elt.db'))\n"
+        "with store.lock('default:tap-files-to-target-duckdb', run_id='other-run'):\n"
+        "    print('held', flush=True); time.sleep(4)",
+    ], cwd=project, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    refused = run_elt("run", "load", cwd=project, check=False)
+    assert refused.returncode == 1
+    assert "is locked by run other-run" in refused.stderr and "--wait" in refused.stderr
+    waited = run_json(project, "load", "--wait")
+    assert statuses(waited) == {"items": "success"}
+    holder.wait()
+
+
+def test_caching_skips_an_unchanged_python_step_and_reruns_a_changed_one(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: score, python: blocks/score.py:score, cache: {expire: 1h}}
+        """
+    )
+    (project / "blocks").mkdir()
+    block = project / "blocks" / "score.py"
+    block.write_text("def score():\n    return [1, 2]\n")
+    assert statuses(run_json(project, "p")) == {"score": "success"}
+    cached = run_json(project, "p")
+    assert statuses(cached) == {"score": "cached"}
+    assert show(project, cached["run_id"])["steps"][0]["output"]["value"] == [1, 2]
+    assert statuses(run_json(project, "p", "--no-cache")) == {"score": "success"}
+    block.write_text("def score():\n    return [3]\n")
+    assert statuses(run_json(project, "p")) == {"score": "success"}
