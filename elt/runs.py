@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -268,6 +268,26 @@ def cached_output(
         return None
     output: dict[str, Any] = json.loads(row["output"])
     return output
+
+
+def last_outputs(db_path: Path, pipeline: str, steps: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The output of the latest successful run of each of `steps` of `pipeline` (steps never run are
+    left out): what `elt run P --only STEP` gives STEP of the steps it does not run."""
+    wanted = list(steps)
+    found: dict[str, dict[str, Any]] = {}
+    if not wanted:
+        return found
+    with closing(connect(db_path)) as conn:
+        rows = conn.execute(
+            "SELECT s.name, s.output FROM steps s JOIN runs r ON r.run_id = s.run_id "
+            f"WHERE r.name = ? AND s.name IN ({','.join('?' * len(wanted))}) "
+            "AND s.status IN ('success', 'cached', 'reused') AND s.output IS NOT NULL "
+            "ORDER BY r.started_at DESC",
+            (pipeline, *wanted),
+        ).fetchall()
+    for row in rows:
+        found.setdefault(row["name"], _json(row["output"]))
+    return found
 
 
 def _died(row: Any) -> bool:

@@ -328,3 +328,69 @@ def test_caching_skips_an_unchanged_python_step_and_reruns_a_changed_one(write_p
     assert statuses(run_json(project, "p", "--no-cache")) == {"score": "success"}
     block.write_text("def score():\n    return [3]\n")
     assert statuses(run_json(project, "p")) == {"score": "success"}
+
+
+def test_new_data_two_steps_up_reruns_a_cached_step(write_project) -> None:
+    """The middle step reports the same output whatever the data (as a dbt build does); the first step's
+    output is part of the cached step's fingerprint all the same."""
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: load, shell: 'cat data.txt > "$ELT_STEP_OUTPUT"'}
+              - {name: build, shell: "true", needs: [load]}
+              - {name: score, python: blocks/score.py:score, needs: [build], cache: {expire: 1h}}
+              - {name: other, shell: "true"}
+        """
+    )
+    (project / "blocks").mkdir()
+    (project / "blocks" / "score.py").write_text("def score():\n    return 1\n")
+    (project / "data.txt").write_text('{"rows": 10}')
+    assert statuses(run_json(project, "p"))["score"] == "success"
+    assert statuses(run_json(project, "p"))["score"] == "cached"
+    (project / "data.txt").write_text('{"rows": 12}')
+    assert statuses(run_json(project, "p"))["score"] == "success"
+    assert statuses(run_json(project, "p", "--only", "score"))["score"] == "cached"
+
+
+def test_only_and_from_run_part_of_a_pipeline(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: a, shell: echo a >> ran.txt}
+              - {name: b, shell: echo b >> ran.txt, needs: [a]}
+              - {name: c, shell: echo c >> ran.txt, needs: [b]}
+        """
+    )
+    assert set(statuses(run_json(project, "p", "--only", "b"))) == {"b"}
+    assert (project / "ran.txt").read_text().split() == ["b"]
+    assert set(statuses(run_json(project, "p", "--from", "b"))) == {"b", "c"}
+    assert (project / "ran.txt").read_text().split() == ["b", "b", "c"]
+
+
+def test_a_pipeline_step_runs_another_pipeline_inside_the_run(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          inner:
+            variables: {who: nobody}
+            steps:
+              - {name: hello, shell: 'echo "hello ${vars.who}" >> ran.txt'}
+          outer:
+            variables: {who: world}
+            steps:
+              - {name: first, shell: echo first >> ran.txt}
+              - {name: sub, pipeline: inner, needs: [first]}
+              - {name: last, shell: echo last >> ran.txt, needs: [sub], for_each: "${vars.items}"}
+            """.replace("${vars.items}", "[1, 2]")
+    )
+    result = run_json(project, "outer", "--var", "who=elt")
+    assert all(status == "success" for status in statuses(result).values()), statuses(result)
+    lines = (project / "ran.txt").read_text().splitlines()
+    assert lines[:2] == ["first", "hello elt"] and sorted(lines[2:]) == ["last", "last"]

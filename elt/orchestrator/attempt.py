@@ -62,6 +62,7 @@ def run_attempt(request: dict[str, Any]) -> dict[str, Any]:
             step=request["step"],
             variables=request["variables"],
             upstream={k: output_from_json(v) for k, v in request["upstream"].items()},
+            earlier={k: output_from_json(v) for k, v in (request.get("earlier") or {}).items()},
             log=log,
             item=request.get("item"),
         )

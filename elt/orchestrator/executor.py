@@ -32,7 +32,7 @@ from elt.notify import payload, send
 from elt.orchestrator.dag import build_graph, select_steps
 from elt.orchestrator.model import STEP_OUTPUT, PipelineSpec, StepSpec
 from elt.project import Project
-from elt.runs import AttemptRecord, RunLog, RunRecord, StepRecord, now
+from elt.runs import AttemptRecord, RunLog, RunRecord, StepRecord, last_outputs, now
 
 SUCCEEDED = ("success", "cached", "reused")
 TERMINAL = (*SUCCEEDED, "failed", "skipped")
@@ -227,6 +227,7 @@ class _Execution:
     def _plan(self) -> None:
         """Every step recorded as pending; steps reused from the resumed run or not selected set aside."""
         reused = self._reusable()
+        excluded: list[str] = []
         for node in self.graph:
             spec: StepSpec = self.graph.nodes[node]["spec"]
             position = self._position(node)
@@ -239,9 +240,12 @@ class _Execution:
                 self._finish_record(result, position)
             elif node not in self.selected:
                 self.status[node] = "excluded"
+                excluded.append(node)
             else:
                 self.status[node] = "pending"
                 self.runs.step(self.record, StepRecord(position, node, spec.kind, "pending"))
+        # Steps left out with --only/--from: the selected ones read their outputs of the last run
+        self.outputs.update(last_outputs(self.project.system_db, self.pipeline.name, excluded))
 
     def _reusable(self) -> dict[str, StepRecord]:
         previous = self.options.resume
@@ -381,6 +385,7 @@ class _Execution:
             "options": options,
             "variables": self.pipeline.variables,
             "upstream": {p: self.outputs.get(p, {}) for p in self.graph.predecessors(task.node)},
+            "earlier": {p: self.outputs.get(p, {}) for p in nx.ancestors(self.graph, task.node)},
             "item": task.item,
             "cache_expire": task.spec.cache_expire,
             "no_cache": self.options.no_cache,

@@ -42,3 +42,6 @@ class StepContext:
     upstream: dict[str, StepOutput]  # outputs of the steps this one depends on, by step name
     log: Callable[[str], None]  # one line into the step's log (shown live on a terminal)
     item: Any = None  # the element of `for_each` this instance runs for
+    # outputs of every step this one depends on, directly or not: a sync that moved new rows two steps
+    # up changes what a cached step would compute, though the dbt step between reports the same
+    earlier: dict[str, StepOutput] = field(default_factory=dict)

@@ -3,7 +3,8 @@
 The fingerprint is a sha256 over sorted JSON of what decides a step's output: its kind and environment,
 its code (a python step's file and the project modules it imports, a sql step's statements or file), its
 options (less the ones that only schedule it, `SCHEDULING_OPTIONS`), the pipeline's variables, its
-`for_each` item, and the `value` and `rows` of its upstream steps.
+`for_each` item, and the `value` and `rows` of the steps it depends on, directly or not (a sync that
+moved new rows reruns a cached step downstream of the dbt step that read them).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def fingerprint(kind: str, spec: str, options: dict[str, Any], ctx: StepContext)
         "variables": ctx.variables,
         "item": ctx.item,
         "upstream": {
-            name: {"value": output.value, "rows": output.rows} for name, output in ctx.upstream.items()
+            name: {"value": output.value, "rows": output.rows}
+            for name, output in {**ctx.earlier, **ctx.upstream}.items()
         },
     }
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
