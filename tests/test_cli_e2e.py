@@ -196,3 +196,28 @@ def test_elt_init_scaffolds_a_valid_project(tmp_path: Path) -> None:
     assert "is valid" in run_elt("validate", cwd=tmp_path / "new").stdout
     again = run_elt("init", "new", cwd=tmp_path, check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_dbt_steps_follow_the_syncs_their_sources_come_from(demo) -> None:
+    """With a manifest (the demo built the models), a dbt step depends on the sync that loads its
+    sources, wherever it is declared; one whose models read no synced schema does not; an export
+    follows the dbt steps before it."""
+    from elt.orchestrator.dag import build_graph, manifest_path
+    from elt.orchestrator.model import load_pipeline
+    from elt.project import load_project
+
+    project_dir, _ = demo
+    assert manifest_path(load_project(project_dir)) is not None
+    text = (project_dir / "elt.yml").read_text()
+    (project_dir / "elt.yml").write_text(
+        text + "\n  ordered:\n    steps:\n"
+        "      - {name: models, dbt: build --select marts}\n"
+        "      - {name: other, sync: tap-files target-duckdb, full_refresh: true}\n"
+        "      - {name: revenue, export: daily_revenue, to: csv, path: exports/r.csv}\n"
+    )
+    try:
+        project = load_project(project_dir)
+        graph = build_graph(project, load_pipeline(project, "ordered"))
+    finally:
+        (project_dir / "elt.yml").write_text(text)
+    assert set(graph.edges) == {("other", "models"), ("models", "revenue")}

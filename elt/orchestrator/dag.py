@@ -4,7 +4,8 @@ A step with `if: always` or `if: failure` and no `needs` runs after every other 
 
 A dbt step depends on each sync step that loads a schema its selected models read as a dbt source,
 found in the dbt manifest (`<dbt project>/target/manifest.json`, written by any earlier dbt command).
-Without a manifest, a dbt step depends on every sync step declared before it.
+Without a manifest, a dbt step depends on every sync step declared before it. An export step without
+`needs` depends on the dbt steps declared before it (it exports a table they build).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def build_graph(project: Project, pipeline: PipelineSpec) -> nx.DiGraph:
                     project, pipeline.steps[:position], pipeline.steps, step, manifest
                 ):
                     graph.add_edge(sync, step.name)
+            elif step.kind == "export" and not step.needs:
+                # what it exports is a table or model: built by the dbt steps declared before it
+                for dbt_step in pipeline.steps[:position]:
+                    if dbt_step.kind == "dbt":
+                        graph.add_edge(dbt_step.name, step.name)
     # A step that runs on failure or always, and names no needs, is a finalizer: it waits for the rest.
     finalizers = [s.name for s in pipeline.steps if s.condition != "success" and not s.needs]
     for final in finalizers:
