@@ -394,3 +394,40 @@ def test_a_pipeline_step_runs_another_pipeline_inside_the_run(write_project) -> 
     assert all(status == "success" for status in statuses(result).values()), statuses(result)
     lines = (project / "ran.txt").read_text().splitlines()
     assert lines[:2] == ["first", "hello elt"] and sorted(lines[2:]) == ["last", "last"]
+
+
+def test_a_terminal_gets_a_live_line_of_running_steps(write_project) -> None:
+    import pty
+
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: slow, shell: sleep 1.5}
+              - {name: after, shell: "true", needs: [slow]}
+        """
+    )
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "ELT_ENVIRONMENT"}
+    proc = subprocess.Popen(
+        [str(BIN / "elt"), "run", "p"], cwd=project, env=env, stdin=subprocess.DEVNULL,
+        stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    text = seen.decode("utf-8", "replace")
+    assert "\r\x1b[2Krunning: slow │ 0/2 steps done" in text  # redrawn in place while `slow` runs
+    assert '{"ts"' not in text  # people on a terminal get lines, not JSON
+    assert "after" in text and "succeeded" in text
