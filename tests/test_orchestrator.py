@@ -431,3 +431,34 @@ def test_a_terminal_gets_a_live_line_of_running_steps(write_project) -> None:
     assert "\r\x1b[2Krunning: slow │ 0/2 steps done" in text  # redrawn in place while `slow` runs
     assert '{"ts"' not in text  # people on a terminal get lines, not JSON
     assert "after" in text and "succeeded" in text
+
+
+def test_dbt_steps_and_elt_build_refuse_while_another_run_holds_the_dbt_project(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          models:
+            steps:
+              - {name: build, dbt: build}
+        """
+    )
+    (project / "models").mkdir()
+    (project / "models" / "dbt_project.yml").write_text("name: shop\nversion: '1'\nprofile: elt\n")
+    holder = subprocess.Popen([
+        str(BIN / "python"), "-c",
+        "import time; from pathlib import Path\n"
+        "from elt.project import load_project; from elt.state import StateStore\n"
+        "from elt.steps.dbt import dbt_lock_id\n"
+        "store = StateStore(Path('.elt/elt.db'))\n"
+        "with store.lock(dbt_lock_id(load_project(Path('.'))), run_id='nightly-run'):\n"
+        "    print('held', flush=True); time.sleep(6)",
+    ], cwd=project, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for args in (("run", "models"), ("build",)):
+            refused = run_elt(*args, cwd=project, check=False)
+            assert refused.returncode == 1, refused.stderr
+            assert "is locked by run nightly-run" in refused.stderr, refused.stderr
+    finally:
+        holder.kill()
