@@ -462,3 +462,38 @@ def test_dbt_steps_and_elt_build_refuse_while_another_run_holds_the_dbt_project(
             assert "is locked by run nightly-run" in refused.stderr, refused.stderr
     finally:
         holder.kill()
+
+
+def test_runs_logs_follow_prints_lines_while_the_step_runs(write_project) -> None:
+    project = write_project(
+        """
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: talk, shell: "for i in 1 2 3 4; do echo line $i; sleep 0.5; done"}
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ELT_ENVIRONMENT"}
+    run = subprocess.Popen([str(BIN / "elt"), "run", "p"], cwd=project, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        run_id = None
+        while run_id is None and time.monotonic() < deadline:
+            listed = json.loads(run_elt("runs", "list", "--format", "json", cwd=project).stdout or "[]")
+            running = [r for r in listed if r["status"] == "running"]
+            run_id = running[0]["run_id"] if running else None
+            time.sleep(0.1)
+        assert run_id, "the run never showed up as running"
+        follow = subprocess.Popen([str(BIN / "elt"), "runs", "logs", run_id, "--step", "talk", "--follow"],
+                                  cwd=project, env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert follow.stdout is not None
+        first = next(line for line in follow.stdout if " line " in line)
+        assert first.strip().endswith("line 1")  # each line of a log starts with its time
+        assert run.poll() is None  # seen while the step was still running
+        rest = follow.stdout.read()
+        assert follow.wait(timeout=30) == 0  # it ends when the run does
+        assert "line 4" in rest
+    finally:
+        run.wait(timeout=60)
