@@ -3,7 +3,6 @@ a time: targets/record_lines.py), then load each batch into its DuckDB table."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -12,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
-from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 
 from elt import handoff
 from targets.record_lines import FieldRead, LineBuffer, LinesNotParsed, RecordLinesSink
@@ -99,40 +97,7 @@ class DuckDBSink(RecordLinesSink):
             hard_delete=settings.hard_delete,
         )
 
-    def _parse_timestamps_in_record(
-        self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum
-    ) -> None:
-        """Leave date-times as text, for DuckDB to cast a whole batch's column at once.
-
-        That is far faster than singer-sdk's parsing of every field of every record, and a bad
-        value still fails its batch, by stream, column and value.
-        """
-
-    def start_batch(self, context: dict) -> None:
-        super().start_batch(context)
-        context["records"] = []
-        context["time_extracted"] = []
-        context["received_at"] = []
-
-    def process_record(self, record: dict, context: dict) -> None:
-        context["records"].append(record)
-        context["time_extracted"].append(self.loader.time_extracted)
-        context["received_at"].append(time.time())
-
-    def process_batch(self, context: dict) -> None:
-        """Load the buffered records (or RECORD lines) in one transaction."""
-        lines: LineBuffer | None = context.get("lines")
-        if lines is not None and lines.rows:
-            batch = self._batch_of_lines(lines, context)
-        else:
-            records: list[dict[str, Any]] = context.get("records") or []
-            if not records:
-                return
-            # BATCH-message files come without the per-record times.
-            time_extracted = context.get("time_extracted") or [None] * len(records)
-            received_at = context.get("received_at") or [time.time()] * len(records)
-            batch = self._batch_of_records(records, time_extracted, received_at)
-        # Loaded while the next batch is read (targets/committing.py).
+    def load_in_background(self, batch: pa.Table) -> None:
         self.loader.load_in_background(self.table, batch, self._loaded)
 
     def _loaded(self, result: BatchResult) -> None:
@@ -173,7 +138,7 @@ class DuckDBSink(RecordLinesSink):
                 spec.load_method,
             )
 
-    def _batch_of_records(
+    def batch_of_records(
         self,
         records: list[dict[str, Any]],
         time_extracted: Sequence[str | None],
@@ -185,7 +150,7 @@ class DuckDBSink(RecordLinesSink):
         records.clear()
         return batch
 
-    def _batch_of_lines(self, lines: LineBuffer, context: dict) -> pa.Table:
+    def batch_of_lines(self, lines: LineBuffer, context: dict) -> pa.Table:
         """The batch's RECORD lines parsed by Arrow; record by record where `parse_lines` leaves them."""
         try:
             parsed = lines.parsed()
@@ -193,7 +158,7 @@ class DuckDBSink(RecordLinesSink):
             self.logger.info("Stream '%s': loading a batch record by record (%s)", self.stream_name, reason)
             records, time_extracted, received_at = self.records_of_lines(lines, context)
             lines.clear()
-            return self._batch_of_records(records, time_extracted, received_at)
+            return self.batch_of_records(records, time_extracted, received_at)
         self._warn_unknown_fields(set(parsed.unknown))
         batch = batch_of_lines(self.stream_name, self.table.columns, parsed, lines.received_at())
         lines.clear()

@@ -5,7 +5,6 @@ of the stream's BATCH messages straight from Arrow.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -16,7 +15,6 @@ from urllib.request import url2pathname
 
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
-from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 
 from elt import handoff
 from targets.record_lines import FieldRead, LineBuffer, LinesNotParsed, RecordLinesSink
@@ -98,43 +96,10 @@ class PostgresSink(RecordLinesSink):
             hard_delete=settings.hard_delete,
         )
 
-    def _parse_timestamps_in_record(
-        self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum
-    ) -> None:
-        """Leave date-times as text, for PostgreSQL to read a whole batch's column at once.
+    def load_in_background(self, batch: BatchSource) -> None:
+        self.loader.load_in_background(self.table, [batch], self._report)
 
-        That is far faster than singer-sdk's parsing of every field of every record, and a bad
-        value still fails its batch, by stream, column and value.
-        """
-
-    def start_batch(self, context: dict) -> None:
-        super().start_batch(context)
-        context["records"] = []
-        context["time_extracted"] = []
-        context["received_at"] = []
-
-    def process_record(self, record: dict, context: dict) -> None:
-        context["records"].append(record)
-        context["time_extracted"].append(self.loader.time_extracted)
-        context["received_at"].append(time.time())
-
-    def process_batch(self, context: dict) -> None:
-        """Load the buffered records (or RECORD lines) in one transaction."""
-        lines: LineBuffer | None = context.get("lines")
-        if lines is not None and lines.rows:
-            source = self._source_of_lines(lines, context)
-        else:
-            records: list[dict[str, Any]] = context.get("records") or []
-            if not records:
-                return
-            # JSONL BATCH files (read by singer-sdk) come without the per-record times.
-            time_extracted = context.get("time_extracted") or [None] * len(records)
-            received_at = context.get("received_at") or [time.time()] * len(records)
-            source = self._source_of_records(records, time_extracted, received_at)
-        # Loaded while the next batch is read (targets/committing.py).
-        self.loader.load_in_background(self.table, [source], self._report)
-
-    def _source_of_records(
+    def batch_of_records(
         self,
         records: list[dict[str, Any]],
         time_extracted: Sequence[str | None],
@@ -153,7 +118,7 @@ class PostgresSink(RecordLinesSink):
         records.clear()
         return source
 
-    def _source_of_lines(self, lines: LineBuffer, context: dict) -> BatchSource:
+    def batch_of_lines(self, lines: LineBuffer, context: dict) -> BatchSource:
         """The batch's RECORD lines parsed by Arrow; record by record where `parse_lines` leaves them."""
         try:
             parsed = lines.parsed()
@@ -161,7 +126,7 @@ class PostgresSink(RecordLinesSink):
             self.logger.info("Stream '%s': loading a batch record by record (%s)", self.stream_name, reason)
             records, time_extracted, received_at = self.records_of_lines(lines, context)
             lines.clear()
-            return self._source_of_records(records, time_extracted, received_at)
+            return self.batch_of_records(records, time_extracted, received_at)
         self._warn_unknown_fields(set(parsed.unknown))
         source = lines_source(
             self.stream_name,
