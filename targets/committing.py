@@ -148,8 +148,8 @@ def _is_record(message: dict) -> bool:
 class CommittingTarget(Target):
     """A Target whose sinks commit each batch, and which writes STATE only after those commits.
 
-    Subclasses give `normalize` (config aliases folded in), `settings_class`, the `connection`
-    property, `close()` and `empty_table(table)`; their sinks have a `table` (with `key` and
+    Subclasses give `normalize` (config aliases folded in), `settings_class`, `open_connection()`
+    and `empty_table(table)`; their sinks have a `table` (with `key` and
     `load_method`) and load through `commit`.
     """
 
@@ -198,11 +198,20 @@ class CommittingTarget(Target):
     @property
     def connection(self) -> Any:
         """The process's one connection to the warehouse, opened on first use."""
+        if self._connection is None:
+            self._connection = self.open_connection()
+        return self._connection
+
+    def open_connection(self) -> Any:
+        """A new connection to the warehouse (given by the subclass)."""
         raise NotImplementedError
 
     def close(self) -> None:
-        """Close the connection."""
-        raise NotImplementedError
+        """Close the connection once the batch loading is done (a DuckDB file's lock is released)."""
+        self.wait_for_loads(raise_failure=False)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def empty_table(self, table: Any) -> None:
         """Delete every row of `table` (an overwrite stream that sent no rows)."""

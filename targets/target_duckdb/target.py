@@ -39,20 +39,8 @@ class TargetDuckDB(CommittingTarget):
     normalize = staticmethod(normalize_config)
     settings_class = LoaderSettings
 
-    @property
-    def connection(self) -> duckdb.DuckDBPyConnection:
-        """The process's one DuckDB connection, opened on first use."""
-        if self._connection is None:
-            self._connection = open_database(self.settings)
-        connection: duckdb.DuckDBPyConnection = self._connection
-        return connection
-
-    def close(self) -> None:
-        """Close the connection (once the batch loading is done), releasing the database file's lock."""
-        self.wait_for_loads(raise_failure=False)
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+    def open_connection(self) -> duckdb.DuckDBPyConnection:
+        return open_database(self.settings)
 
     def empty_table(self, table: TableSpec) -> None:
         empty_table(self.connection, table)

@@ -33,20 +33,8 @@ class TargetPostgres(CommittingTarget):
     normalize = staticmethod(normalize_config)
     settings_class = LoaderSettings
 
-    @property
-    def connection(self) -> psycopg.Connection:
-        """The process's one PostgreSQL connection, opened on first use."""
-        if self._connection is None:
-            self._connection = connect(self.settings)
-        connection: psycopg.Connection = self._connection
-        return connection
-
-    def close(self) -> None:
-        """Close the connection (once the batch loading is done)."""
-        self.wait_for_loads(raise_failure=False)
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+    def open_connection(self) -> psycopg.Connection:
+        return connect(self.settings)
 
     def empty_table(self, table: TableSpec) -> None:
         empty_table(self.connection, table)
