@@ -1,7 +1,10 @@
-"""The `export` step: a table or dbt model of the DuckDB warehouse out to Parquet, CSV or PostgreSQL.
+"""The `export` step: a table or dbt model of the environment's warehouse out to Parquet, CSV or PostgreSQL.
 
-`spec` names the table: `schema.table`, or a bare name looked up in the schema dbt builds into, then in
-`main`, then anywhere it is unique. Rows stream from DuckDB as Arrow batches into the destination:
+The source is read from the warehouse dbt builds into in the environment in force
+(`warehouse.environment_warehouse`): the DuckDB file, or PostgreSQL. `spec` names the table:
+`schema.table`, or a bare name looked up in the schema dbt builds into, then in `main` (DuckDB) or
+`public` (PostgreSQL), then anywhere it is unique. Rows stream as Arrow batches into the destination
+(from PostgreSQL through a server-side cursor, never all at once):
 
 - `to: parquet|csv` with `path:` — a file, or a folder (ending in `/`) that gets `TABLE.parquet`; an
   `s3://bucket/key` path is written locally, then uploaded with boto3 (option `s3:` with
@@ -19,7 +22,6 @@ watermark is saved after the data is written, so a crash between the two exports
 
 from __future__ import annotations
 
-import difflib
 import os
 import sqlite3
 import tempfile
@@ -30,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,7 +40,15 @@ from elt import systemdb
 from elt.errors import ProjectError, RunError
 from elt.runs import now
 from elt.steps import StepContext, StepOutput
-from elt.steps.warehouse import dbt_schema, duckdb_file, open_duckdb, postgres_conninfo, quote_identifier
+from elt.steps.warehouse import (
+    WarehouseReader,
+    copy_batches,
+    environment_warehouse,
+    open_reader,
+    postgres_conninfo,
+    quote_identifier,
+    resolve_table,
+)
 
 FORMATS = ("parquet", "csv", "postgres")
 BATCH_ROWS = 100_000
@@ -84,24 +93,22 @@ def run_export(spec: str, options: dict[str, Any], ctx: StepContext) -> StepOutp
             f"export step '{ctx.step}': `mode: incremental` needs `watermark: COLUMN`",
             hint="name a column that grows with new rows, e.g. updated_at or an id",
         )
-    warehouse = duckdb_file(ctx.project)
-    con = open_duckdb(warehouse, ctx.log, read_only=True)
-    try:
-        schema, table = resolve_table(con, spec, dbt_schema(ctx.project))
+    warehouse = environment_warehouse(ctx.project)
+    with open_reader(warehouse, ctx.log) as reader:
+        try:
+            schema, table = resolve_table(reader.tables(), spec, warehouse.schema, warehouse.default_schema)
+        except RunError as error:
+            raise RunError(f"export: {error.message}", hint=error.hint) from error
         destination = _destination(to, options, table, ctx)
         # Keyed by the destination as written in elt.yml, so a moved project keeps its watermarks.
         key = destination if to == "postgres" else str(options.get("path"))
         export_id = f"{ctx.project.environment or ''}:{schema}.{table}->{to}:{key}"
         since = _last_watermark(ctx, export_id, str(column)) if mode == "incremental" else None
-        query, params = _select(con, schema, table, str(column) if column else None, since)
-        reader = con.sql(query, params=params).to_arrow_reader(BATCH_ROWS)
-        if reader is None:
-            raise RunError(f"export: DuckDB returned no result for {schema}.{table}")
+        query, params = _select(reader, schema, table, str(column) if column else None, since)
+        stream = reader.batches(query, params, BATCH_ROWS)
         tracker = _Watermark(str(column)) if column else None
-        batches = tracker.follow(reader) if tracker else iter(reader)
-        written = _write(to, destination, reader.schema, batches, options, table, mode, ctx)
-    finally:
-        con.close()
+        batches = tracker.follow(stream) if tracker else iter(stream)
+        written = _write(to, destination, stream.schema, batches, options, table, mode, ctx)
     if tracker is not None and tracker.value is not None and mode == "incremental":
         _save_watermark(ctx, export_id, str(column), tracker.value)
     ctx.log(f"exported {written.rows} rows of {schema}.{table} to {written.location or destination}")
@@ -116,50 +123,13 @@ def run_export(spec: str, options: dict[str, Any], ctx: StepContext) -> StepOutp
     return StepOutput(rows=written.rows, bytes=written.bytes, summary=summary)
 
 
-def resolve_table(con: duckdb.DuckDBPyConnection, spec: str, model_schema: str) -> tuple[str, str]:
-    """(schema, table) of `spec` in the warehouse; RunError naming close matches when it is not there."""
-    parts = [p.strip('"') for p in spec.strip().split(".")]
-    tables = con.execute(
-        "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_catalog = current_database()"
-    ).fetchall()
-    if len(parts) >= 2:
-        wanted = (parts[-2], parts[-1])
-        if wanted in tables:
-            return wanted
-    else:
-        found = [t for t in tables if t[1] == parts[0]]
-        for preferred in (model_schema, "main"):
-            if (preferred, parts[0]) in found:
-                return preferred, parts[0]
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise RunError(
-                f"export: table '{spec}' is in several schemas ({', '.join(s for s, _ in found)})",
-                hint="write it as SCHEMA.TABLE",
-            )
-    names = [f"{s}.{t}" for s, t in tables]
-    guess = difflib.get_close_matches(spec if "." in spec else f"{model_schema}.{spec}", names, n=3)
-    raise RunError(
-        f"export: no table or model '{spec}' in the warehouse",
-        hint=f"did you mean {', '.join(guess)}?" if guess else "build it first (a dbt step in needs:)",
-    )
-
-
 def _select(
-    con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str | None, since: str | None
+    reader: WarehouseReader, schema: str, table: str, column: str | None, since: str | None
 ) -> tuple[str, list[Any]]:
     qualified = f"{quote_identifier(schema)}.{quote_identifier(table)}"
     if column is None:
         return f"SELECT * FROM {qualified}", []
-    types = dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        ).fetchall()
-    )
+    types = reader.column_types(schema, table)
     if column not in types:
         raise ProjectError(
             f"export: the watermark column '{column}' is not a column of {schema}.{table}",
@@ -168,7 +138,7 @@ def _select(
     where = ""
     params: list[Any] = []
     if since is not None:
-        where = f" WHERE {quote_identifier(column)} > CAST(? AS {types[column]})"
+        where = f" WHERE {quote_identifier(column)} > CAST({reader.placeholder} AS {types[column]})"
         params = [since]
     return f"SELECT * FROM {qualified}{where} ORDER BY {quote_identifier(column)}", params
 
@@ -302,14 +272,12 @@ def _copy_to_postgres(
     conninfo: str, qualified: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], mode: str
 ) -> Written:
     """Create/empty the table and COPY the batches in, in one transaction."""
-    from targets.target_postgres.binary_copy import SIGNATURE, TRAILER, encode_rows
     from targets.target_postgres.types import arrow_column_type
 
     table_schema, _, table = qualified.partition(".")
     target = f"{quote_identifier(table_schema)}.{quote_identifier(table)}"
     columns = ", ".join(f"{quote_identifier(field.name)} {arrow_column_type(field)}" for field in schema)
     names = ", ".join(quote_identifier(field.name) for field in schema)
-    rows = size = 0
     try:
         with psycopg.connect(conninfo) as conn, conn.transaction():
             exists = conn.execute("SELECT to_regclass(%s)", [target]).fetchone()
@@ -323,14 +291,7 @@ def _copy_to_postgres(
                 # The existing table may have other (compatible) types: COPY into exact types, then cast.
                 conn.execute(f"CREATE TEMP TABLE _elt_export ({columns}) ON COMMIT DROP")
                 copy_into = "_elt_export"
-            with conn.cursor().copy(f"COPY {copy_into} ({names}) FROM STDIN (FORMAT binary)") as copy:
-                copy.write(SIGNATURE)
-                for batch in batches:
-                    data = encode_rows(batch)
-                    copy.write(data)
-                    rows += batch.num_rows
-                    size += len(data)
-                copy.write(TRAILER)
+            rows, size = copy_batches(conn, copy_into, schema, batches)
             if copy_into != target:
                 conn.execute(f"INSERT INTO {target} ({names}) SELECT {names} FROM _elt_export")
     except psycopg.Error as error:
@@ -355,7 +316,7 @@ def _last_watermark(ctx: StepContext, export_id: str, column: str) -> str | None
     if row is None:
         return None
     if row["watermark_column"] != column:
-        ctx.log(f"watermark column changed from {row['column']} to {column}: exporting every row")
+        ctx.log(f"watermark column changed from {row['watermark_column']} to {column}: exporting every row")
         return None
     return str(row["watermark"])
 

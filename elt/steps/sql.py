@@ -1,9 +1,11 @@
 """The `sql` step: statements, or a `.sql` file of them, run against a warehouse.
 
-The database is the DuckDB warehouse dbt reads, unless the step names a loader with `target:` (a
-target-postgres or target-duckdb of `elt.yml`) or gives a PostgreSQL `dsn:`. All statements run in one
-transaction, unless the script has its own BEGIN/COMMIT. The step's `rows` is what the last statement
-affected or returned; its `value`, the rows the last statement returned (the first 1000).
+The database is the warehouse of the environment in force (where dbt builds: the DuckDB file, or
+PostgreSQL in an environment whose `dbt` utility has `target: postgres`), unless the step names a loader
+with `target:` (a target-postgres or target-duckdb of `elt.yml`) or gives a PostgreSQL `dsn:`.
+All statements run in one transaction, unless the script has its own BEGIN/COMMIT. The step's `rows` is
+what the last statement affected or returned; its `value`, the rows the last statement returned (the
+first 1000).
 """
 
 from __future__ import annotations
