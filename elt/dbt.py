@@ -7,7 +7,9 @@ target writes). `run_dbt` invokes `dbtRunner` and returns one result per node.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elt.errors import PluginError, RunError
+from elt.errors import EltError, PluginError, RunError
 from elt.plugins import declared_plugins, find_plugin
 from elt.project import Project
 
@@ -44,6 +46,7 @@ class DbtResult:
     seconds: float
     nodes: list[NodeResult] = field(default_factory=list)
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # what elt did around dbt, for the user to read
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,7 @@ class DbtResult:
             "seconds": round(self.seconds, 3),
             "nodes": [n.__dict__ for n in self.nodes],
             "error": self.error,
+            "notes": self.notes,
         }
 
 
@@ -139,6 +143,14 @@ def run_dbt(
     from dbt.cli.main import dbtRunner
 
     project_dir, profiles_dir = dbt_dirs(project)
+    notes: list[str] = []
+    args = changed_build_args(project, args, notes)
+    if args and args[0] not in NO_SOURCES_COMMANDS:
+        from elt.blocks import write_block_sources
+        from elt.dbt_sources import write_generated_sources
+
+        write_generated_sources(project, project_dir)  # what the syncs loaded
+        write_block_sources(project)  # what Python blocks write
     full = list(args)
     if quiet and not {"-q", "--quiet", "--log-level"} & set(full):
         full.insert(0, "--quiet")
@@ -156,6 +168,7 @@ def run_dbt(
             return
         result = event.data.run_result
         info = event.data.node_info
+        rows = None if info.unique_id.startswith("test.") else _rows_affected(result.adapter_response)
         on_node(
             NodeResult(
                 unique_id=info.unique_id,
@@ -164,6 +177,7 @@ def run_dbt(
                 status=str(result.status),
                 seconds=float(result.execution_time or 0.0),
                 message=result.message or None,
+                rows_affected=rows,
                 path=info.node_path or None,
             )
         )
@@ -178,16 +192,126 @@ def run_dbt(
     if outcome.exception is not None:
         raise RunError(f"dbt {' '.join(args)} could not run: {outcome.exception}")
     nodes = _node_results(outcome.result, project_dir)
+    if env["ELT_DBT_TARGET"] == "duckdb":
+        nodes = _count_duckdb_tables(outcome.result, nodes, warehouse)
     error = None
     if not outcome.success:
         bad = [n for n in nodes if n.status in ("error", "fail", "runtime error")]
         error = "; ".join(_describe_failure(n) for n in bad[:3]) or "dbt reported a failure"
         if len(bad) > 3:
             error += f"; and {len(bad) - 3} more failed node(s)"
+    if outcome.success and args[0] == "build" and _builds_everything_selected(args):
+        save_build_state(project, project_dir, args)
     return DbtResult(
         command=["dbt", *args], success=bool(outcome.success), seconds=seconds, nodes=nodes,
-        error=error,
+        error=error, notes=notes,
     )  # fmt: skip
+
+
+# dbt commands that do not parse the project's models, so need no generated sources.
+NO_SOURCES_COMMANDS = frozenset({"deps", "clean", "debug", "init", "--version", "--help", "-h"})
+CHANGED_FLAG = "--changed"
+_SELECTION_FLAGS = frozenset({"--select", "-s", "--models", "-m", "--exclude", "--selector"})
+
+
+def build_state_dir(project: Project) -> Path:
+    """Where the manifest of the last successful full build is kept, per environment."""
+    return project.root / ".elt" / "dbt-state" / (project.environment or "default")
+
+
+def changed_build_args(project: Project, args: list[str], notes: list[str]) -> list[str]:
+    """`build --changed ARGS` as dbt arguments: `state:modified+` against the saved manifest.
+
+    Without a saved manifest (no successful build yet) everything is built, and `notes` says so.
+    Other commands' arguments are returned as they are.
+    """
+    if not args or args[0] != "build" or CHANGED_FLAG not in args:
+        return list(args)
+    rest = [a for a in args[1:] if a != CHANGED_FLAG]
+    if _SELECTION_FLAGS & {a.split("=", 1)[0] for a in rest}:
+        raise EltError(
+            "--changed chooses the models itself (state:modified+); it cannot be combined with "
+            "--select, --exclude or --selector",
+            hint="drop --changed, or the selection",
+        )
+    state = build_state_dir(project)
+    if not (state / "manifest.json").is_file():
+        notes.append(
+            f"--changed: no successful build saved in {_relative(project, state)} yet, so everything is built"
+        )
+        return ["build", *rest]
+    notes.append(f"--changed: building what changed since the build saved in {_relative(project, state)}")
+    return ["build", "--select", "state:modified+", "--state", str(state), *rest]
+
+
+def save_build_state(project: Project, project_dir: Path, args: list[str]) -> Path | None:
+    """Keep the manifest of a successful build for the next `build --changed`; None when there is none."""
+    target_path = _option(args, "--target-path") or str(
+        dbt_project_config(project_dir).get("target-path") or "target"
+    )
+    manifest = Path(target_path) if Path(target_path).is_absolute() else project_dir / target_path
+    manifest = manifest / "manifest.json"
+    if not manifest.is_file():
+        return None
+    state = build_state_dir(project)
+    state.mkdir(parents=True, exist_ok=True)
+    saved = state / "manifest.json"
+    partial = saved.with_suffix(".json.partial")
+    shutil.copyfile(manifest, partial)
+    partial.replace(saved)
+    return saved
+
+
+def _builds_everything_selected(args: list[str]) -> bool:
+    # A build of part of the project must not become the reference for --changed: models it left out
+    # would count as built. `build --changed` built all that changed, so it may.
+    if "state:modified+" in args:
+        return True
+    return not _SELECTION_FLAGS & {a.split("=", 1)[0] for a in args[1:]}
+
+
+def _option(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def dbt_project_config(project_dir: Path) -> dict[str, Any]:
+    """The dbt project's `dbt_project.yml` as a mapping ({} when unreadable: dbt reports why)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _relative(project: Project, path: Path) -> str:
+    try:
+        return str(path.relative_to(project.root))
+    except ValueError:
+        return str(path)
+
+
+def _rows_affected(response: Any) -> int | None:
+    """dbt's adapter_response rows_affected, where the adapter reports one (-1 and absent: unknown)."""
+    if response is None:
+        return None
+    rows = (
+        response.get("rows_affected")
+        if isinstance(response, dict)
+        else getattr(response, "rows_affected", None)
+    )
+    if rows is None and not isinstance(response, dict):
+        with contextlib.suppress(Exception):  # a protobuf Struct from dbt's events
+            rows = dict(response).get("rows_affected")
+    if isinstance(rows, float) and rows.is_integer():
+        rows = int(rows)
+    return rows if isinstance(rows, int) and rows >= 0 else None
 
 
 def _release_duckdb() -> None:
@@ -219,8 +343,9 @@ def _node_results(result: Any, project_dir: Path) -> list[NodeResult]:
         node = getattr(item, "node", None)
         if node is None:
             continue
-        response = getattr(item, "adapter_response", None) or {}
-        rows = response.get("rows_affected") if isinstance(response, dict) else None
+        # A test's response counts the one row of its failure count, not data it changed.
+        is_test = str(node.resource_type) == "test"
+        rows = None if is_test else _rows_affected(getattr(item, "adapter_response", None))
         compiled = getattr(node, "compiled_path", None)
         nodes.append(
             NodeResult(
@@ -230,9 +355,38 @@ def _node_results(result: Any, project_dir: Path) -> list[NodeResult]:
                 status=str(item.status),
                 seconds=float(item.execution_time or 0.0),
                 message=item.message or None,
-                rows_affected=rows if isinstance(rows, int) and rows >= 0 else None,
+                rows_affected=rows,
                 path=getattr(node, "original_file_path", None),
                 compiled_path=str(project_dir / compiled) if compiled else None,
             )
         )
     return nodes
+
+
+def _count_duckdb_tables(result: Any, nodes: list[NodeResult], warehouse: Path) -> list[NodeResult]:
+    """Table models with their row count as rows affected: dbt-duckdb reports none, and a table model
+    writes every row it holds. Incremental models and views stay unknown."""
+    tables = {
+        item.node.unique_id: item.node.relation_name
+        for item in getattr(result, "results", None) or []
+        if getattr(item, "node", None) is not None
+        and str(item.node.resource_type) == "model"
+        and getattr(item.node.config, "materialized", None) == "table"
+        and getattr(item.node, "relation_name", None)
+    }
+    wanted = [n for n in nodes if n.unique_id in tables and n.status == "success" and n.rows_affected is None]
+    if not wanted or not warehouse.is_file():
+        return nodes
+    import dataclasses
+
+    import duckdb
+
+    counts: dict[str, int] = {}
+    with contextlib.suppress(duckdb.Error), duckdb.connect(str(warehouse), read_only=True) as con:
+        for n in wanted:
+            row = con.execute(f"select count(*) from {tables[n.unique_id]}").fetchone()
+            counts[n.unique_id] = int(row[0]) if row else 0
+    return [
+        dataclasses.replace(n, rows_affected=counts[n.unique_id]) if n.unique_id in counts else n
+        for n in nodes
+    ]

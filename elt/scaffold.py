@@ -10,7 +10,9 @@ from elt.errors import EltError
 
 # Template files stored under a different name than they get, so that they do not act in this repo.
 _RENAMED = {"gitignore": ".gitignore", "env.example": ".env.example"}
-_SKIP = shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml", "__pycache__")
+_SKIP = shutil.ignore_patterns(
+    "target", "logs", "dbt_packages", ".user.yml", "__pycache__", "_elt_sources.yml"
+)
 SAMPLE_SCALE = 0.1
 
 

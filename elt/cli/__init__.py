@@ -15,6 +15,7 @@ import click
 
 from elt.cli import core
 from elt.cli import install as install_commands
+from elt.cli import preview as preview_commands
 from elt.cli import state as state_commands
 from elt.cli.common import Context
 
@@ -38,10 +39,14 @@ def cli(ctx: click.Context, environment: str | None, project_dir: Path | None, d
     ctx.obj = Context(environment, project_dir, debug)
 
 
-for command in (core.init, core.validate, core.sync, core.select, core.build, core.dbt, core.run, core.runs):
+for command in (
+    core.init, core.validate, core.sync, core.select, core.build, core.dbt_test, core.seed, core.snapshot,
+    core.dbt, core.run, core.runs,
+):  # fmt: skip
     cli.add_command(command)
 cli.add_command(state_commands.state)
 cli.add_command(install_commands.install)
+cli.add_command(preview_commands.preview)
 
 
 def main(argv: list[str] | None = None) -> None:

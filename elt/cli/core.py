@@ -113,15 +113,46 @@ def sync(
         print_sync(tap, target, result)
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+DBT_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+@click.command(context_settings=DBT_ARGS)
+@click.option(
+    "--changed", is_flag=True,
+    help="Build only what changed since the last successful build, and its downstream (state:modified+).",
+)  # fmt: skip
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def build(obj: Context, dbt_args: tuple[str, ...]) -> None:
+def build(obj: Context, changed: bool, dbt_args: tuple[str, ...]) -> None:
     """Run `dbt build` with any dbt selection arguments (e.g. --select marts+)."""
-    _dbt(obj, ["build", *dbt_args], quiet=True)
+    _dbt(obj, ["build", *dbt_args, *(["--changed"] if changed else [])], quiet=True)
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.command("test", context_settings=DBT_ARGS)
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def dbt_test(obj: Context, dbt_args: tuple[str, ...]) -> None:
+    """Run `dbt test` with any dbt selection arguments (e.g. --select stg_orders)."""
+    _dbt(obj, ["test", *dbt_args], quiet=True)
+
+
+@click.command(context_settings=DBT_ARGS)
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def seed(obj: Context, dbt_args: tuple[str, ...]) -> None:
+    """Run `dbt seed` with any dbt arguments (e.g. --full-refresh)."""
+    _dbt(obj, ["seed", *dbt_args], quiet=True)
+
+
+@click.command(context_settings=DBT_ARGS)
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def snapshot(obj: Context, dbt_args: tuple[str, ...]) -> None:
+    """Run `dbt snapshot` with any dbt selection arguments."""
+    _dbt(obj, ["snapshot", *dbt_args], quiet=True)
+
+
+@click.command(context_settings=DBT_ARGS)
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_obj
 def dbt(obj: Context, dbt_args: tuple[str, ...]) -> None:
@@ -135,6 +166,8 @@ def _dbt(obj: Context, args: list[str], *, quiet: bool) -> None:
     project = obj.project()
     _, result = run_dbt_command(project, args,
                                 print_node if quiet else None, quiet=quiet)  # fmt: skip
+    for note in result.notes:
+        click.echo(note)
     click.echo(f"dbt {args[0]}: {len(result.nodes)} node(s) done in {result.seconds:.1f}s")
 
 

@@ -226,6 +226,11 @@ class _Execution:
 
     def _plan(self) -> None:
         """Every step recorded as pending; steps reused from the resumed run or not selected set aside."""
+        from elt.blocks import write_block_sources
+
+        # dbt parses every model at each command: one selecting from a block's table must find it
+        # declared before the block first runs
+        write_block_sources(self.project)
         reused = self._reusable()
         excluded: list[str] = []
         for node in self.graph:

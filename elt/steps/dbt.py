@@ -38,16 +38,36 @@ def run_dbt_step(spec: str, options: dict[str, Any], ctx: StepContext) -> StepOu
         store.lock(lock_id, run_id=ctx.run_id, wait=bool(options.get("wait")), on_wait=waiting),
     ):
         result = run_dbt(ctx.project, shlex.split(spec), on_node, quiet=options.get("quiet", True))
+    for note in result.notes:
+        ctx.log(note)
     if not result.success:
         raise RunError(f"dbt {spec}: {result.error}")
-    nodes = {
-        n.unique_id: {"name": n.name, "resource_type": n.resource_type, "status": n.status,
-                      "seconds": round(n.seconds, 3)}
-        for n in result.nodes
-    }  # fmt: skip
+    nodes = node_summaries(result.nodes)
+    rows = [n.rows_affected for n in result.nodes if n.rows_affected is not None]
     return StepOutput(
-        value={"nodes": len(nodes)}, summary={"nodes": nodes, "seconds": round(result.seconds, 3)}
+        rows=sum(rows) if rows else None,
+        value={"nodes": len(nodes)},
+        summary={"nodes": nodes, "seconds": round(result.seconds, 3)},
     )
+
+
+def node_summaries(nodes: list[Any]) -> dict[str, dict[str, Any]]:
+    """What run history keeps of each dbt node: name, type, status, seconds, rows affected, and for a
+    failed node dbt's message and the compiled SQL's path."""
+    summaries: dict[str, dict[str, Any]] = {}
+    for n in nodes:
+        entry: dict[str, Any] = {
+            "name": n.name,
+            "resource_type": n.resource_type,
+            "status": n.status,
+            "seconds": round(n.seconds, 3),
+            "rows_affected": n.rows_affected,
+        }
+        if n.status in ("error", "fail", "runtime error", "warn"):
+            entry["message"] = n.message
+            entry["compiled_path"] = n.compiled_path
+        summaries[n.unique_id] = entry
+    return summaries
 
 
 def run_dbt_command(
@@ -84,10 +104,11 @@ def run_dbt_command(
         raise
     finally:
         seconds = time.monotonic() - started
-        nodes = {n.unique_id: {"name": n.name, "status": n.status, "seconds": round(n.seconds, 3)}
-                 for n in (result.nodes if result else [])}  # fmt: skip
+        nodes = node_summaries(result.nodes if result else [])
         step.status, step.ended_at, step.seconds = ("failed" if error else "success"), now(), seconds
         step.summary, step.error = {"nodes": nodes}, error
+        affected = [n["rows_affected"] for n in nodes.values() if n["rows_affected"] is not None]
+        step.rows = sum(affected) if affected else None
         runs.step(record, step)
         runs.finish(record, step.status, seconds, {"nodes": nodes}, error)
     if error is not None:

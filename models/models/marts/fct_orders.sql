@@ -51,9 +51,10 @@ select
     cast(coalesce(items.order_total, 0) as decimal(18, 2)) as order_total,
     coalesce(payments.payment_count, 0) as payment_count,
     cast(coalesce(payments.amount_paid, 0) as decimal(18, 2)) as amount_paid,
-    -- Revenue counts what customers kept: cancelled and returned orders are excluded.
-    orders.order_status not in ('cancelled', 'returned') as is_revenue,
+    -- Revenue counts what customers kept: the seed order_statuses says which statuses do.
+    coalesce(statuses.is_revenue, false) as is_revenue,
     cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as dbt_invocation_id
 from orders
 left join items on items.order_id = orders.order_id
 left join payments on payments.order_id = orders.order_id
+left join {{ ref('order_statuses') }} as statuses on statuses.order_status = orders.order_status
