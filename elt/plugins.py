@@ -160,9 +160,12 @@ def _resolve(
     ptype, index, entry = declared[name]
     path = f"plugins.{ptype}[{index}]"
     parent: Plugin | None = None
-    if entry.get("inherit_from"):
-        parent = _resolve(project, entry["inherit_from"], declared, (*seen, name))
     override = _environment_override(project, ptype, name)
+    # An environment may point the plugin at another parent: a `warehouse` loader that is
+    # target-duckdb in dev and target-postgres in production keeps every pipeline the same.
+    inherit_from = override.get("inherit_from") or entry.get("inherit_from")
+    if inherit_from:
+        parent = _resolve(project, inherit_from, declared, (*seen, name))
     merged = dict(entry)
     for key, value in override.items():
         if key == "config":

@@ -5,6 +5,7 @@ again, and only the new rows move."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -77,3 +78,52 @@ def test_sync_dbt_python_dbt_and_exports_run_twice_incrementally(sample_project:
     files = sorted((project / "exports" / "orders").glob("*.parquet"))
     assert len(files) == 2 and sum(pq.read_metadata(f).num_rows for f in files) == orders + 50
     assert db("SELECT count(*), count(DISTINCT order_id) FROM {schema}.orders") == [(orders + 50,) * 2]
+
+
+def test_the_same_pipeline_runs_in_the_postgres_environment(sample_project: Path, postgres_dsn: str) -> None:
+    """A `warehouse` loader is target-duckdb in dev and target-postgres in the postgres environment
+    (`inherit_from` per environment), so one pipeline (sync → dbt → export) runs in both."""
+    import uuid
+
+    import psycopg
+
+    project = sample_project
+    models_schema = f"elt_e2e_{uuid.uuid4().hex[:8]}"
+    config = yaml.safe_load((project / "elt.yml").read_text())
+    config["plugins"]["loaders"].append({"name": "warehouse", "inherit_from": "target-duckdb"})
+    for environment in config["environments"]:
+        plugins = environment.setdefault("config", {}).setdefault("plugins", {})
+        if environment["name"] == "dev":
+            plugins["loaders"] = [{"name": "warehouse", "config": {"path": ".elt/warehouse.duckdb"}}]
+        else:
+            plugins["loaders"] = [{
+                "name": "warehouse", "inherit_from": "target-postgres",
+                "config": {"host": "127.0.0.1", "user": "postgres", "database": "test"},
+            }]  # fmt: skip
+            plugins["utilities"][0]["config"]["schema"] = models_schema
+    config["pipelines"]["any"] = {"steps": [
+        {"name": "load", "sync": "tap-files warehouse"},
+        {"name": "staging", "dbt": "run --select staging"},
+        {"name": "lake", "export": "stg_orders", "to": "parquet", "path": "exports/orders.parquet",
+         "needs": ["staging"]},
+    ]}  # fmt: skip
+    (project / "elt.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    try:
+        results = {}
+        for environment in ("dev", "postgres"):
+            proc = run_elt("-e", environment, "run", "any", "--format", "json", cwd=project, check=False)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            results[environment] = {s["name"]: s for s in json.loads(proc.stdout)["steps"]}
+            shutil.move(project / "exports" / "orders.parquet", project / f"{environment}.parquet")
+        assert results["dev"]["load"]["rows"] == results["postgres"]["load"]["rows"] > 0
+        orders = warehouse(project, "select count(*) from analytics.stg_orders")
+        assert results["postgres"]["lake"]["rows"] == results["dev"]["lake"]["rows"] == orders
+        with psycopg.connect(postgres_dsn) as conn:
+            assert conn.execute(f"select count(*) from {models_schema}.stg_orders").fetchone() == (orders,)
+        dev, pg = (pq.read_table(project / f"{env}.parquet") for env in ("dev", "postgres"))
+        assert sorted(dev.column("order_id").to_pylist()) == sorted(pg.column("order_id").to_pylist())
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"drop schema if exists {models_schema} cascade")
+            conn.execute("drop schema if exists tap_files cascade")
