@@ -147,22 +147,22 @@ def _catalog_of(project: Project, tap_name: str) -> dict[str, Any]:
     from elt import inprocess
     from elt.logs import Redactor
     from elt.plugins import check_builtin_config, executable_path, find_plugin, secret_values
-    from elt.sync import _catalog, _process_env, _write_json, connector_context
+    from elt.sync import connector_context, process_env, tap_catalog, write_json
 
     tap = find_plugin(project, tap_name, "extractors")
     check_builtin_config(project, tap)
     redact = Redactor(secret_values(tap.config))
     log_file = project.system_dir / "logs" / f"preview-{tap.name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = _process_env(project, tap, None)
+    env = process_env(project, tap, None)
     if tap.builtin:
         with log_file.open("a", encoding="utf-8") as log, connector_context(project, env):
             return inprocess.discover(tap.name, str(tap.builtin), tap.config, log, redact)
     workdir = _workdir(project, tap.name)
     try:
-        config = _write_json(workdir / "tap.config.json", tap.config)
+        config = write_json(workdir / "tap.config.json", tap.config)
         exe = executable_path(project, tap)
-        return _catalog(project, tap, exe, config, env, redact, log_file, False)
+        return tap_catalog(project, tap, exe, config, env, redact, log_file, False)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -208,10 +208,10 @@ def _builtin_records(
     project: Project, tap: Any, catalog: dict[str, Any], stream: str, limit: int
 ) -> list[Any]:
     from elt.inprocess import builtin_class
-    from elt.sync import _process_env, connector_context
+    from elt.sync import connector_context, process_env
 
     rows: list[dict[str, Any]] = []
-    with connector_context(project, _process_env(project, tap, None)):
+    with connector_context(project, process_env(project, tap, None)):
         connector = builtin_class(str(tap.builtin))(
             config=tap.config, catalog=catalog, validate_config=True, setup_mapper=False
         )
@@ -228,18 +228,18 @@ def _process_records(
     project: Project, tap: Any, catalog: dict[str, Any], stream: str, limit: int
 ) -> list[Any]:
     from elt.plugins import executable_path
-    from elt.sync import _process_env, _write_json
+    from elt.sync import process_env, write_json
 
     workdir = _workdir(project, tap.name)
     rows: list[dict[str, Any]] = []
     try:
-        config = _write_json(workdir / "tap.config.json", tap.config)
-        catalog_file = _write_json(workdir / "catalog.json", catalog)
+        config = write_json(workdir / "tap.config.json", tap.config)
+        catalog_file = write_json(workdir / "catalog.json", catalog)
         log_file = project.system_dir / "logs" / f"preview-{tap.name}.log"
         with log_file.open("ab") as log:
             proc = subprocess.Popen(
                 [str(executable_path(project, tap)), "--config", str(config), "--catalog", str(catalog_file)],
-                cwd=project.root, env=_process_env(project, tap, None), stdout=subprocess.PIPE,
+                cwd=project.root, env=process_env(project, tap, None), stdout=subprocess.PIPE,
                 stderr=log, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             assert proc.stdout is not None

@@ -163,7 +163,7 @@ def _locked_sync(
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True, mode=0o700)
     try:
-        env = _process_env(project, tap, target)
+        env = process_env(project, tap, target)
         fast = fast_path(tap, mapper_plugins, target)
         batches = handoff.ROOT if fast == IN_PROCESS else (workdir / "batches").resolve().as_uri()
         tap_settings = {**tap.config, **(_batch_config(batches, target) if fast else {})}
@@ -171,18 +171,18 @@ def _locked_sync(
             reporter.event("fast_path", f"columnar fast path: {FAST_PATHS[fast]}", state_id=state_id)
         if fast == PARQUET:
             (workdir / "batches").mkdir()
-        tap_config = _write_json(workdir / "tap.config.json", tap_settings)
+        tap_config = write_json(workdir / "tap.config.json", tap_settings)
         if fast == IN_PROCESS:
             with log_file.open("a", encoding="utf-8") as log, connector_context(project, env):
                 catalog = inprocess.discover(tap.name, str(tap.builtin), tap_settings, log, redact)
         else:
-            catalog = _catalog(
+            catalog = tap_catalog(
                 project, tap, executables[0], tap_config, env, redact, log_file, refresh_catalog
             )
         known = stream_names(catalog)
         wanted = _match_streams(select, known, tap.name) if select else None
         selected = select_catalog(catalog, tap.select, wanted, tap.metadata, tap.schema)
-        catalog_file = _write_json(workdir / "catalog.json", selected)
+        catalog_file = write_json(workdir / "catalog.json", selected)
 
         previous = store.get(state_id)
         state: dict[str, Any] = {} if previous is None else previous.effective
@@ -258,11 +258,11 @@ def _run_processes(
         Stage(tap.name, [str(executables[0]), "--config", str(tap_config), "--catalog", str(catalog_file)])
     ]
     if state:
-        stages[0].args.extend(["--state", str(_write_json(workdir / "state.json", state))])
+        stages[0].args.extend(["--state", str(write_json(workdir / "state.json", state))])
     for index, mapper in enumerate(mapper_plugins):
-        config = _write_json(workdir / f"mapper{index}.config.json", mapper.config)
+        config = write_json(workdir / f"mapper{index}.config.json", mapper.config)
         stages.append(Stage(mapper.name, [str(executables[1 + index]), "--config", str(config)]))
-    target_config = _write_json(workdir / "target.config.json", _target_config(tap, target))
+    target_config = write_json(workdir / "target.config.json", _target_config(tap, target))
     stages.append(Stage(target.name, [str(executables[-1]), "--config", str(target_config)]))
     _started(reporter, " → ".join(s.name for s in stages), "", state_id, tap, target, full_refresh)
     with log_file.open("a", encoding="utf-8") as log:
@@ -307,9 +307,9 @@ def tap_selection(project: Project, tap_name: str, *, refresh_catalog: bool = Fa
     log_file = project.system_dir / "logs" / f"select-{tap.name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        config = _write_json(workdir / "tap.config.json", tap.config)
-        env = _process_env(project, tap, None)
-        catalog = _catalog(project, tap, exe, config, env, redact, log_file, refresh_catalog)
+        config = write_json(workdir / "tap.config.json", tap.config)
+        env = process_env(project, tap, None)
+        catalog = tap_catalog(project, tap, exe, config, env, redact, log_file, refresh_catalog)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return selection_report(select_catalog(catalog, tap.select, None, tap.metadata, tap.schema))
@@ -400,7 +400,7 @@ def _target_config(tap: Plugin, target: Plugin) -> dict[str, Any]:
     return config
 
 
-def _process_env(project: Project, tap: Plugin, target: Plugin | None) -> dict[str, str]:
+def process_env(project: Project, tap: Plugin, target: Plugin | None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(project.env())
     env.update(tap.env)
@@ -416,14 +416,14 @@ def _process_env(project: Project, tap: Plugin, target: Plugin | None) -> dict[s
     return env
 
 
-def _write_json(path: Path, value: Any) -> Path:
+def write_json(path: Path, value: Any) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(value, handle)
     return path
 
 
-def _catalog(
+def tap_catalog(
     project: Project,
     tap: Plugin,
     exe: Path,
