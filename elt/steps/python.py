@@ -32,11 +32,11 @@ from elt.errors import EltError, ProjectError, RunError
 from elt.steps import StepContext, StepOutput
 from elt.steps.warehouse import (
     VALUE_ROW_CAP,
+    as_arrow_table,
     duckdb_file,
     environment_warehouse,
     json_safe,
-    open_duckdb,
-    quote_identifier,
+    write_duckdb_table,
 )
 from elt.steps.warehouse import write_table as write_warehouse_table
 
@@ -220,7 +220,7 @@ def _output(
             where_written = warehouse.describe()
         else:
             path = duckdb_file(ctx.project, options.get("target"))
-            written = write_table(path, schema, name, table, ctx.log)
+            written = write_duckdb_table(path, schema, name, table, ctx.log)
             where_written = str(path)
         ctx.log(f"wrote {written} rows to {schema}.{name} in {where_written}")
         if block is not None:
@@ -278,31 +278,10 @@ def _check_output(result: Any, spec: str, ctx: StepContext) -> StepOutput:
 
 def _as_arrow(result: Any) -> Any:
     """A pyarrow Table for a DataFrame or Arrow table/batch, else None (pandas is not imported for it)."""
-    import pyarrow as pa
-
-    if isinstance(result, pa.Table):
-        return result
-    if isinstance(result, pa.RecordBatch):
-        return pa.Table.from_batches([result])
-    pandas = sys.modules.get("pandas")
-    if pandas is not None and isinstance(result, pandas.DataFrame):
-        return pa.Table.from_pandas(result, preserve_index=False)
-    return None
-
-
-def write_table(path: Path, schema: str, name: str, table: Any, log: Callable[[str], None]) -> int:
-    """Replace `schema.name` in the DuckDB file with the Arrow table, in one transaction; its rows."""
-    con = open_duckdb(path, log)
     try:
-        qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
-        con.register("_elt_step_result", table)
-        con.execute("BEGIN")
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
-        con.execute(f"CREATE OR REPLACE TABLE {qualified} AS SELECT * FROM _elt_step_result")
-        con.execute("COMMIT")
-        return int(table.num_rows)
-    finally:
-        con.close()
+        return as_arrow_table(result)
+    except TypeError:
+        return None
 
 
 # -- isolate: true ------------------------------------------------------------------------------------

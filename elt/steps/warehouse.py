@@ -442,17 +442,24 @@ def write_table(project: Project, schema: str, name: str, table: Any) -> int:
     warehouse = environment_warehouse(project)
     if warehouse.kind == "postgres":
         return _write_postgres(warehouse.address, schema, name, arrow)
-    con = open_duckdb(warehouse.address)
+    return write_duckdb_table(warehouse.address, schema, name, arrow)
+
+
+def write_duckdb_table(
+    path: Path | str, schema: str, name: str, table: pa.Table, log: Callable[[str], None] | None = None
+) -> int:
+    """Replace `schema.name` in the DuckDB file with the Arrow table, in one transaction; its rows."""
+    con = open_duckdb(path, log)
     try:
         qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
-        con.register("_elt_written", arrow)
+        con.register("_elt_written", table)
         con.execute("BEGIN")
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
         con.execute(f"CREATE OR REPLACE TABLE {qualified} AS SELECT * FROM _elt_written")
         con.execute("COMMIT")
     finally:
         con.close()
-    return int(arrow.num_rows)
+    return int(table.num_rows)
 
 
 def as_arrow_table(value: Any) -> pa.Table:
