@@ -39,6 +39,7 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.json as pj
+from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 
 from elt.arrowbufs import valid_rows
@@ -315,6 +316,21 @@ class RecordLinesSink(BatchSink):
 
     loader: Any  # the target
     _keeps_deleted_at = False
+
+    @cached_property
+    def validate_schema(self) -> bool:
+        """Validate records with jsonschema only when asked: the warehouse enforces each column's type."""
+        return bool(self.config.get("validate_records", False))
+
+    def _validate_and_parse(self, record: dict) -> dict:
+        """singer-sdk's validation, with the stream and the record's position in the error."""
+        try:
+            return super()._validate_and_parse(record)
+        except InvalidRecord as exc:
+            raise LoadError(
+                f"stream '{self.stream_name}': record {self._total_records_read + 1} of the stream does not "
+                f"match its schema: {exc.error_message}"
+            ) from None
 
     def _remove_sdc_metadata_from_schema(self) -> None:
         """singer-sdk's removal of the `_sdc_*` properties, except `_sdc_deleted_at` when it carries deletes.

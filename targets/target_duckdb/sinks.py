@@ -9,7 +9,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 
 from elt import handoff
@@ -43,24 +42,9 @@ class DuckDBSink(RecordLinesSink):
         self.table = self._table_spec()
 
     @cached_property
-    def validate_schema(self) -> bool:
-        """Validate records with jsonschema only when asked: the Arrow cast enforces types."""
-        return bool(self.config.get("validate_records", False))
-
-    @cached_property
     def line_reads(self) -> tuple[FieldRead, ...]:
         """How each column is read from the stream's RECORD lines."""
         return line_reads(self.table.columns, self.schema.get("properties") or {})
-
-    def _validate_and_parse(self, record: dict) -> dict:
-        """singer-sdk's validation, with the stream and the record's position in the error."""
-        try:
-            return super()._validate_and_parse(record)
-        except InvalidRecord as exc:
-            raise LoadError(
-                f"stream '{self.stream_name}': record {self._total_records_read + 1} of the stream does not "
-                f"match its schema: {exc.error_message}"
-            ) from None
 
     def _table_spec(self) -> TableSpec:
         settings = self.loader.settings

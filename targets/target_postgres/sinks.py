@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchFileFormat
 
 from elt import handoff
@@ -53,24 +52,9 @@ class PostgresSink(RecordLinesSink):
         self.table = self._table_spec()
 
     @cached_property
-    def validate_schema(self) -> bool:
-        """Validate records with jsonschema only when asked: PostgreSQL enforces each column's type."""
-        return bool(self.config.get("validate_records", False))
-
-    @cached_property
     def line_reads(self) -> tuple[FieldRead, ...]:
         """How each column is read from the stream's RECORD lines."""
         return line_reads(self.columns, self.schema.get("properties") or {})
-
-    def _validate_and_parse(self, record: dict) -> dict:
-        """singer-sdk's validation, with the stream and the record's position in the error."""
-        try:
-            return super()._validate_and_parse(record)
-        except InvalidRecord as exc:
-            raise LoadError(
-                f"stream '{self.stream_name}': record {self._total_records_read + 1} of the stream does not "
-                f"match its schema: {exc.error_message}"
-            ) from None
 
     def _table_spec(self) -> TableSpec:
         settings = self.loader.settings
