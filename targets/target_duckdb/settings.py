@@ -13,6 +13,7 @@ from typing import Any
 from singer_sdk import typing as th
 
 from elt.errors import PluginError
+from targets.config import normalized_config
 
 DEFAULT_PATH = ".elt/warehouse.duckdb"
 DEFAULT_SCHEMA = "main"
@@ -146,23 +147,11 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`config` with alias keys folded into the keys singer-sdk and this target read, plus defaults.
-
-    singer-sdk's sinks read `batch_size_rows`, `validate_records`, `add_record_metadata` and the
-    flattening keys straight from the config, so the defaults and aliases are written into it.
-    """
-    result = dict(config)
-    for alias, key in _ALIASES.items():
-        if alias in result and key not in result:
-            result[key] = result[alias]
-    result.setdefault("batch_size_rows", DEFAULT_BATCH_SIZE_ROWS)
-    result.setdefault("validate_records", False)
+    """`config` with alias keys folded in and defaults written (targets/config.py); `hard_delete` turns
+    `add_record_metadata` on."""
+    result = normalized_config(config, _ALIASES, DEFAULT_BATCH_SIZE_ROWS)
     if result.get("hard_delete"):
         result["add_record_metadata"] = True
-    level = result.get("data_flattening_max_level")
-    if level and "flattening_enabled" not in result:
-        result["flattening_enabled"] = True
-        result["flattening_max_depth"] = level
     return result
 
 

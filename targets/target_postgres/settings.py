@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from singer_sdk import typing as th
 
 from elt.errors import PluginError
+from targets.config import normalized_config
 from targets.target_duckdb.settings import APPEND_ONLY, LOAD_METHODS, OVERWRITE, UPSERT
 
 DEFAULT_SCHEMA = "public"
@@ -276,22 +277,8 @@ _URL_SCHEME = re.compile(r"^(postgres(?:ql)?)(\+[A-Za-z0-9_]+)?://", re.IGNORECA
 
 
 def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`config` with alias keys folded into the keys singer-sdk and this target read, plus defaults.
-
-    singer-sdk's sinks read `batch_size_rows`, `validate_records`, `add_record_metadata` and the
-    flattening keys straight from the config, so the defaults and aliases are written into it.
-    """
-    result = dict(config)
-    for alias, key in _ALIASES.items():
-        if alias in result and key not in result:
-            result[key] = result[alias]
-    result.setdefault("batch_size_rows", DEFAULT_BATCH_SIZE_ROWS)
-    result.setdefault("validate_records", False)
-    level = result.get("data_flattening_max_level")
-    if level and "flattening_enabled" not in result:
-        result["flattening_enabled"] = True
-        result["flattening_max_depth"] = level
-    return result
+    """`config` with alias keys folded in and defaults written (targets/config.py)."""
+    return normalized_config(config, _ALIASES, DEFAULT_BATCH_SIZE_ROWS)
 
 
 @dataclass(frozen=True)
