@@ -195,21 +195,49 @@ def declared_outputs(project: Any) -> dict[str, list[str]]:
                 options = {k: step[k] for k in ("table", "schema") if step.get(k)}
                 files.setdefault(path, {})[function] = options
     outputs: dict[str, set[str]] = {}
-    for path, steps in files.items():
-        for function, block in _decorated(path).items():
-            where = block.table(function, steps.get(function, {}))
-            if where is not None:
-                outputs.setdefault(where[0], set()).add(where[1])
+    for block in declared_blocks(project, files):
+        if block.table is not None:
+            outputs.setdefault(block.table[0], set()).add(block.table[1])
     return {schema: sorted(tables) for schema, tables in sorted(outputs.items())}
 
 
-def _decorated(path: Path) -> dict[str, Block]:
-    """The functions of a file with an `@loader`/`@transformer`/… decorator, read from its syntax."""
+@dataclass(frozen=True)
+class DeclaredBlock:
+    """A decorated function of the project, read from its source: where it is, its kind, the table it
+    writes (None for kinds that write nothing) and the names it reads with `ref("…")` literals."""
+
+    path: Path
+    function: str
+    kind: str
+    table: tuple[str, str] | None
+    refs: tuple[str, ...]
+
+
+def declared_blocks(project: Any, files: dict[Path, dict[str, dict[str, Any]]] | None = None) -> list[DeclaredBlock]:
+    """The blocks of `blocks/*.py` and of the pipelines' python steps (`files`: file → function → the
+    step's options, as `declared_outputs` gathers them)."""
+    if files is None:
+        files = {}
+        blocks_dir = project.root / "blocks"
+        if blocks_dir.is_dir():
+            for path in sorted(blocks_dir.rglob("*.py")):
+                files.setdefault(path.resolve(), {})
+    found = []
+    for path, steps in files.items():
+        for function, (block, refs) in _decorated_with_refs(path).items():
+            table = block.table(function, steps.get(function, {}))
+            found.append(DeclaredBlock(path, function, block.kind, table, refs))
+    return found
+
+
+def _decorated_with_refs(path: Path) -> dict[str, tuple[Block, tuple[str, ...]]]:
+    """The functions of a file with an `@loader`/`@transformer`/… decorator, read from its syntax, with
+    the names each passes to `ref()` as a literal."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (SyntaxError, UnicodeDecodeError, OSError):
         return {}  # the step that runs the file reports it
-    found: dict[str, Block] = {}
+    found: dict[str, tuple[Block, tuple[str, ...]]] = {}
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef):
             continue
@@ -223,7 +251,16 @@ def _decorated(path: Path) -> dict[str, Block]:
             for keyword in call.keywords if call else []:
                 if keyword.arg in ("table", "schema") and isinstance(keyword.value, ast.Constant):
                     options[keyword.arg] = keyword.value.value
-            found[node.name] = Block(str(kind), options)
+            refs = tuple(
+                call.args[0].value
+                for call in ast.walk(node)
+                if isinstance(call, ast.Call)
+                and (getattr(call.func, "id", None) == "ref" or getattr(call.func, "attr", None) == "ref")
+                and call.args
+                and isinstance(call.args[0], ast.Constant)
+                and isinstance(call.args[0].value, str)
+            )
+            found[node.name] = (Block(str(kind), options), refs)
     return found
 
 

@@ -122,6 +122,23 @@ def read_tables(env: dict[str, str], schemas: list[str]) -> dict[str, list[Sourc
     }
 
 
+def warehouse_columns(env: dict[str, str]) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
+    """(database, schema, table) -> its (column, data type) pairs, for every table of the warehouse dbt
+    uses (system schemas aside); {} when the warehouse does not exist yet."""
+    sql = (
+        "select table_catalog, table_schema, table_name, column_name, data_type"
+        " from information_schema.columns"
+        " where table_schema not in ('information_schema', 'pg_catalog', 'pg_toast')"
+        " order by table_catalog, table_schema, table_name, ordinal_position"
+    )
+    with _columns_cursor(env) as fetch:
+        rows = fetch(sql, [])
+    found: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for database, schema, table, column, data_type in rows:
+        found.setdefault((database, schema, table), []).append((column, str(data_type).lower()))
+    return found
+
+
 def render_sources(tables: dict[str, list[SourceTable]], freshness: dict[str, Any] | None) -> str | None:
     """The YAML of the generated sources file, or None when there is nothing to declare.
 

@@ -275,14 +275,11 @@ def _workdir(project: Project, tap_name: str) -> Path:
 def block_functions(project: Project) -> dict[str, list[str]]:
     """Block function name → its specs (`blocks/x.py:name`): decorated functions of `blocks/` and the
     functions of the pipelines' python steps."""
-    from elt.blocks import _decorated
+    from elt.blocks import declared_blocks
 
     found: dict[str, list[str]] = {}
-    folder = project.root / "blocks"
-    if folder.is_dir():
-        for path in sorted(folder.rglob("*.py")):
-            for function in _decorated(path):
-                found.setdefault(function, []).append(f"{path.relative_to(project.root)}:{function}")
+    for block in declared_blocks(project):
+        found.setdefault(block.function, []).append(f"{block.path.relative_to(project.root.resolve())}:{block.function}")
     for _, step in _python_steps(project):
         function = step.spec.rpartition(":")[2]
         specs = found.setdefault(function, [])

@@ -1,0 +1,324 @@
+"""Column lineage of one SQL query: which upstream columns each output column is derived from, and how.
+
+`trace_query` parses the compiled SQL of a model with sqlglot, qualifies it against the known columns of
+the relations it reads (so `select *` expands and every column gets its table), then follows each output
+column through CTEs, derived tables, unions and subqueries back to the columns of base relations. A
+column whose derivation cannot be followed (a `*` over a relation whose columns are unknown, a column
+that could come from several tables) is reported with the reason, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope, build_scope
+
+from elt.lineage.model import AGGREGATE, COPY, FILTER_JOIN, TRANSFORM, Column, ColumnRef
+
+# A derivation is as strong as its strongest step: a copy of an aggregate is an aggregate.
+_STRENGTH = {COPY: 0, TRANSFORM: 1, AGGREGATE: 2}
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation a query may read: its node id and its columns (None: not known)."""
+
+    node: str
+    columns: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class QueryLineage:
+    """The outcome of tracing one query. `error` is set when the query could not be analysed at all."""
+
+    columns: tuple[Column, ...] = ()
+    indirect: tuple[ColumnRef, ...] = ()
+    error: str | None = None
+
+
+def relation_key(*parts: str | None) -> str:
+    """The lookup key of a relation name: its parts, unquoted and lowercased, joined by dots."""
+    return ".".join(p.strip('"`').lower() for p in parts if p)
+
+
+def trace_query(
+    sql: str,
+    *,
+    dialect: str,
+    relations: Mapping[str, Relation],
+    database: str | None = None,
+    schema: str | None = None,
+    self_node: str | None = None,
+) -> QueryLineage:
+    """Trace the output columns of `sql` (one SELECT, as dbt compiles a model) to upstream columns.
+
+    `relations` maps `relation_key(database, schema, table)` (and the shorter `schema.table`, `table`
+    keys) to what the query may read; `database`/`schema` qualify unqualified table names; `self_node`
+    is the node the query builds, whose reads of itself (an incremental model's filter) are not lineage.
+    """
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except SqlglotError as error:
+        return QueryLineage(error=f"its compiled SQL could not be parsed: {_first_line(error)}")
+    if not isinstance(tree, exp.Query):
+        return QueryLineage(error=f"its compiled SQL is a {tree.key.upper()}, not a query")
+    mapping = _schema_mapping(relations)
+    try:
+        tree = qualify(
+            tree, dialect=dialect, schema=mapping, catalog=database, db=schema,
+            validate_qualify_columns=False, quote_identifiers=False, identify=False,
+        )  # fmt: skip
+        root = build_scope(tree)
+    except SqlglotError as error:
+        return QueryLineage(error=f"its SQL could not be resolved: {_first_line(error)}")
+    if root is None:
+        return QueryLineage(error="its SQL has no query to trace")
+    tracer = _Tracer(relations, self_node)
+    columns = [tracer.output(root, name) for name in tracer.output_names(root)]
+    unexpanded = tracer.unexpanded_stars(root)
+    return QueryLineage(
+        columns=tuple(columns),
+        indirect=tuple(sorted(tracer.indirect(root), key=lambda r: (r.node, r.column))),
+        error=unexpanded,
+    )
+
+
+@dataclass
+class _Trace:
+    """Upstream columns found so far with the strongest kind each, and what could not be followed."""
+
+    refs: dict[tuple[str, str], str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, node: str, column: str, kind: str) -> None:
+        known = self.refs.get((node, column))
+        if known is None or _STRENGTH[kind] > _STRENGTH[known]:
+            self.refs[(node, column)] = kind
+
+    def merge(self, other: _Trace, kind: str) -> None:
+        """Add `other`'s refs as seen through a step of `kind`."""
+        for (node, column), inner in other.refs.items():
+            self.add(node, column, inner if _STRENGTH[inner] >= _STRENGTH[kind] else kind)
+        for problem in other.problems:
+            if problem not in self.problems:
+                self.problems.append(problem)
+
+
+class _Tracer:
+    def __init__(self, relations: Mapping[str, Relation], self_node: str | None) -> None:
+        self.relations = relations
+        self.self_node = self_node
+        self.memo: dict[tuple[int, str], _Trace] = {}
+
+    # -- output columns ----------------------------------------------------------------------------
+
+    def output_names(self, scope: Scope) -> list[str]:
+        select = _leftmost_select(scope.expression)
+        return [p.alias_or_name for p in select.expressions if not _is_star(p)] if select else []
+
+    def unexpanded_stars(self, scope: Scope) -> str | None:
+        """Why the query's output columns are incomplete: a `*` over a relation of unknown columns."""
+        select = _leftmost_select(scope.expression)
+        if select is None or not any(_is_star(p) for p in select.expressions):
+            return None
+        unknown = sorted({self._describe_source(s, name) for name, s in scope.sources.items()})
+        return f"select * from {', '.join(unknown) or 'a relation'} whose columns are unknown"
+
+    def output(self, scope: Scope, name: str) -> Column:
+        trace = self.column(scope, name)
+        upstream = tuple(ColumnRef(node, column, kind) for (node, column), kind in sorted(trace.refs.items()))
+        return Column(name=name, upstream=upstream, unresolved="; ".join(trace.problems) or None)
+
+    # -- tracing ------------------------------------------------------------------------------------
+
+    def column(self, scope: Scope, name: str) -> _Trace:
+        """How output column `name` of `scope` is derived."""
+        key = (id(scope), name.lower())
+        if key in self.memo:
+            return self.memo[key]
+        trace = _Trace()
+        self.memo[key] = trace  # a recursive CTE refers to itself; its second visit adds nothing
+        if isinstance(scope.expression, exp.SetOperation):
+            left = _leftmost_select(scope.expression)
+            names = [p.alias_or_name.lower() for p in left.expressions] if left else []
+            if name.lower() not in names:
+                trace.problems.append(f"no column {name} in the union")
+            else:
+                position = names.index(name.lower())
+                for branch in scope.union_scopes:
+                    branch_select = _leftmost_select(branch.expression)
+                    if branch_select is None or position >= len(branch_select.expressions):
+                        continue
+                    branch_name = branch_select.expressions[position].alias_or_name
+                    trace.merge(self.column(branch, branch_name), COPY)
+            return trace
+        select = scope.expression
+        if not isinstance(select, exp.Select):
+            trace.problems.append(f"column {name} comes from a {select.key.upper()}, which is not traced")
+            return trace
+        projection = next((p for p in select.expressions if p.alias_or_name.lower() == name.lower()), None)
+        if projection is None:
+            if any(_is_star(p) for p in select.expressions):
+                trace.problems.append(
+                    f"{name} may come from a select * over "
+                    f"{', '.join(sorted(self._describe_source(s, n) for n, s in scope.sources.items()))}, "
+                    "whose columns are unknown"
+                )
+            else:
+                trace.problems.append(f"no column {name} in the query")
+            return trace
+        trace.merge(self.expression(scope, projection), COPY)
+        return trace
+
+    def expression(self, scope: Scope, projection: exp.Expression) -> _Trace:
+        """The upstream columns of one projection of `scope` and the kind of each."""
+        trace = _Trace()
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        own = {id(c) for c in scope.columns}
+        for column in inner.find_all(exp.Column):
+            if id(column) not in own:
+                continue  # a column of a nested subquery: traced through that subquery below
+            kind = COPY if column is inner else _kind_in(column, inner)
+            trace.merge(self.resolve(scope, column), kind)
+        for subquery_scope in scope.subquery_scopes:
+            if _contains(inner, subquery_scope.expression):
+                for name in self.output_names(subquery_scope):
+                    trace.merge(self.column(subquery_scope, name), TRANSFORM)
+        return trace
+
+    def resolve(self, scope: Scope, column: exp.Column) -> _Trace:
+        """Follow a column reference of `scope` to the source it names."""
+        name, table = column.name, column.table
+        source = scope.sources.get(table) if table else None
+        parent = scope.parent
+        while source is None and table and parent is not None:  # a correlated reference
+            source, parent = parent.sources.get(table), parent.parent
+        if source is None:
+            if not table:
+                return _problem(
+                    f"{name} could be a column of any of "
+                    f"{', '.join(sorted(self._describe_source(s, n) for n, s in scope.sources.items()))}"
+                    " (their columns are unknown)"
+                )
+            return _problem(f"{name} names table {table}, which the query does not read")
+        if isinstance(source, Scope):
+            return self.column(source, name)
+        if not isinstance(source, exp.Table):
+            return _problem(f"{name} comes from {source.key.upper()}, which is not traced")
+        relation = self.relation_of(source)
+        if relation is None:
+            return _problem(f"{name} comes from {_table_name(source)}, which is not a node of the project")
+        trace = _Trace()
+        if relation.node == self.self_node:
+            return trace  # an incremental model reading its own rows
+        if relation.columns is not None and name.lower() not in {c.lower() for c in relation.columns}:
+            trace.problems.append(f"{relation.node} has no column {name}")
+            return trace
+        trace.add(relation.node, name, COPY)
+        return trace
+
+    def indirect(self, root: Scope) -> set[ColumnRef]:
+        """Columns that decide which rows there are: where, join on, group by, having, qualify, and what
+        subqueries in those compare with."""
+        refs: set[ColumnRef] = set()
+        for scope in root.traverse():
+            select = scope.expression
+            if not isinstance(select, exp.Select):
+                continue
+            clauses: list[exp.Expression] = []
+            for key in ("where", "group", "having", "qualify"):
+                if select.args.get(key) is not None:
+                    clauses.append(select.args[key])
+            clauses.extend(j for j in select.args.get("joins") or [])
+            own = {id(c) for c in scope.columns}
+            for clause in clauses:
+                for column in clause.find_all(exp.Column):
+                    if id(column) in own:
+                        for (node, name), _ in self.resolve(scope, column).refs.items():
+                            refs.add(ColumnRef(node, name, FILTER_JOIN))
+            if scope.is_subquery:  # `x in (select …)`: what it selects filters the outer rows
+                for name in self.output_names(scope):
+                    for (node, column_name), _ in self.column(scope, name).refs.items():
+                        refs.add(ColumnRef(node, column_name, FILTER_JOIN))
+        return refs
+
+    # -- relations --------------------------------------------------------------------------------
+
+    def relation_of(self, table: exp.Table) -> Relation | None:
+        for key in (
+            relation_key(table.catalog, table.db, table.name),
+            relation_key(table.db, table.name),
+            relation_key(table.name),
+        ):
+            if key and key in self.relations:
+                return self.relations[key]
+        return None
+
+    def _describe_source(self, source: object, alias: str) -> str:
+        if isinstance(source, exp.Table):
+            relation = self.relation_of(source)
+            return relation.node if relation else _table_name(source)
+        return alias
+
+
+def _schema_mapping(relations: Mapping[str, Relation]) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
+    """The known columns as sqlglot's nested catalog → schema → table → column mapping."""
+    mapping: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
+    for key, relation in relations.items():
+        parts = key.split(".")
+        if len(parts) != 3 or relation.columns is None:
+            continue
+        catalog, schema, table = parts
+        mapping.setdefault(catalog, {}).setdefault(schema, {})[table] = dict.fromkeys(relation.columns, "text")
+    return mapping
+
+
+def _kind_in(column: exp.Column, root: exp.Expression) -> str:
+    """AGGREGATE when `column` is inside an aggregate function below `root`, else TRANSFORM."""
+    node = column.parent
+    while node is not None and node is not root.parent:
+        if isinstance(node, exp.AggFunc):
+            return AGGREGATE
+        node = node.parent
+    return TRANSFORM
+
+
+def _contains(tree: exp.Expression, target: exp.Expression) -> bool:
+    node: exp.Expression | None = target
+    while node is not None:
+        if node is tree:
+            return True
+        node = node.parent
+    return False
+
+
+def _leftmost_select(expression: exp.Expression) -> exp.Select | None:
+    while isinstance(expression, exp.SetOperation):
+        expression = expression.left
+    if isinstance(expression, exp.Subquery):
+        return _leftmost_select(expression.this)
+    return expression if isinstance(expression, exp.Select) else None
+
+
+def _is_star(projection: exp.Expression) -> bool:
+    return isinstance(projection, exp.Star) or (
+        isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+    )
+
+
+def _problem(message: str) -> _Trace:
+    return _Trace(problems=[message])
+
+
+def _table_name(table: exp.Table) -> str:
+    return ".".join(p for p in (table.catalog, table.db, table.name) if p)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+
