@@ -213,7 +213,9 @@ class DeclaredBlock:
     refs: tuple[str, ...]
 
 
-def declared_blocks(project: Any, files: dict[Path, dict[str, dict[str, Any]]] | None = None) -> list[DeclaredBlock]:
+def declared_blocks(
+    project: Any, files: dict[Path, dict[str, dict[str, Any]]] | None = None
+) -> list[DeclaredBlock]:
     """The blocks of `blocks/*.py` and of the pipelines' python steps (`files`: file → function → the
     step's options, as `declared_outputs` gathers them)."""
     if files is None:

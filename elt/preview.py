@@ -279,7 +279,9 @@ def block_functions(project: Project) -> dict[str, list[str]]:
 
     found: dict[str, list[str]] = {}
     for block in declared_blocks(project):
-        found.setdefault(block.function, []).append(f"{block.path.relative_to(project.root.resolve())}:{block.function}")
+        found.setdefault(block.function, []).append(
+            f"{block.path.relative_to(project.root.resolve())}:{block.function}"
+        )
     for _, step in _python_steps(project):
         function = step.spec.rpartition(":")[2]
         specs = found.setdefault(function, [])

@@ -27,7 +27,7 @@ from elt.project import Project
 
 __all__ = ["LineageGraph", "Node", "load_lineage", "lineage_cache_path"]
 
-GRAPH_FORMAT = 1  # bump when the graph's shape or the tracing changes, so caches are rebuilt
+GRAPH_FORMAT = 2  # bump when the graph's shape or the tracing changes, so caches are rebuilt
 RUNS_PER_NODE = 5
 RUNS_SCANNED = 200
 DBT_FOLDERS = ("models", "macros", "seeds", "snapshots", "tests", "analyses")
@@ -41,10 +41,10 @@ def load_lineage(project: Project, *, rebuild: bool = False, compile: bool = Tru
     """The project's lineage graph, from the cache when none of its inputs changed, with recent runs."""
     from datetime import UTC, datetime
 
-    notes: list[str] = []
+    compiled: list[str] = []  # said on each call; the notes of building are kept with the graph
     manifest_path = _manifest_path(project)
     if compile and manifest_path is not None:
-        _compile_if_stale(project, manifest_path, notes)
+        _compile_if_stale(project, manifest_path, compiled)
     inputs_key, cheap_inputs = _fingerprint_inputs(project, manifest_path)
     fingerprint = hashlib.sha256(inputs_key.encode()).hexdigest()[:20]
     cache = lineage_cache_path(project)
@@ -53,15 +53,15 @@ def load_lineage(project: Project, *, rebuild: bool = False, compile: bool = Tru
         with contextlib.suppress(ValueError, KeyError, TypeError):
             cached = LineageGraph.from_json(json.loads(cache.read_text(encoding="utf-8")))
             if cached.fingerprint == fingerprint:
-                graph = replace(cached, notes=tuple(notes) + cached.notes)
+                graph = cached
     if graph is None:
-        inputs = _read_inputs(project, manifest_path, cheap_inputs, notes)
+        inputs = _read_inputs(project, manifest_path, cheap_inputs, [])
         graph = build_graph(project, inputs, fingerprint, datetime.now(UTC).isoformat(timespec="seconds"))
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(".tmp")
         partial.write_text(json.dumps(graph.to_json(), separators=(",", ":")), encoding="utf-8")
         partial.replace(cache)
-    return _with_runs(project, graph)
+    return _with_runs(project, replace(graph, notes=tuple(compiled) + graph.notes))
 
 
 # -- inputs ----------------------------------------------------------------------------------------------
@@ -97,9 +97,10 @@ def _compile_if_stale(project: Project, manifest: Path, notes: list[str]) -> Non
     if reason is None:
         return
     try:
-        result = run_dbt(project, ["compile"])
+        result = run_dbt(project, ["compile", "--log-level", "none"])  # its errors become the note
     except EltError as error:
-        notes.append(f"dbt compile failed ({error}); lineage uses the manifest as it is")
+        reason = str(error).split("could not run: ", 1)[-1]
+        notes.append(f"dbt compile failed ({reason}); lineage uses the manifest as it is")
         return
     if result.success:
         notes.append(f"compiled the dbt project first: {reason}")
@@ -126,7 +127,11 @@ def _fingerprint_inputs(project: Project, manifest: Path | None) -> tuple[str, d
     """A key that changes when any input of the graph changes, and the inputs read to make it."""
     warehouse, notes = _warehouse_columns(project)
     pairs, streams = _synced_streams(project)
-    parts: list[Any] = [GRAPH_FORMAT, project.environment, json.dumps(project.data, sort_keys=True, default=str)]
+    parts: list[Any] = [
+        GRAPH_FORMAT,
+        project.environment,
+        json.dumps(project.data, sort_keys=True, default=str),
+    ]
     if manifest is not None:
         for name in ("manifest.json", "catalog.json", "sources.json"):
             with contextlib.suppress(OSError):
@@ -153,7 +158,8 @@ def _read_inputs(project: Project, manifest: Path | None, cheap: dict[str, Any],
     if target is not None:
         for result in read_json(target / "sources.json").get("results") or []:
             freshness[result.get("unique_id")] = {
-                k: result.get(k) for k in ("status", "max_loaded_at", "snapshotted_at", "max_loaded_at_time_ago_in_s")
+                k: result.get(k)
+                for k in ("status", "max_loaded_at", "snapshotted_at", "max_loaded_at_time_ago_in_s")
             }
     dialect = dbt_env(project)["ELT_DBT_TARGET"] if manifest is not None else "duckdb"
     adapter = (manifest_data.get("metadata") or {}).get("adapter_type")
@@ -169,7 +175,9 @@ def _read_inputs(project: Project, manifest: Path | None, cheap: dict[str, Any],
     )
 
 
-def _warehouse_columns(project: Project) -> tuple[dict[tuple[str, str, str], list[tuple[str, str]]], list[str]]:
+def _warehouse_columns(
+    project: Project,
+) -> tuple[dict[tuple[str, str, str], list[tuple[str, str]]], list[str]]:
     """Columns of every table of the warehouse; {} with a note when it cannot be read."""
     from elt.dbt import dbt_env
     from elt.dbt_sources import warehouse_columns
@@ -211,25 +219,27 @@ def _sync_history(project: Project) -> Iterator[tuple[str, str, list[str]]]:
     db = project.system_db
     if not db.is_file():
         return
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        with contextlib.suppress(sqlite3.Error):
-            for name, summary in conn.execute(
-                "SELECT name, summary FROM runs WHERE kind = 'sync' AND status = 'success'"
-                " ORDER BY started_at DESC LIMIT ?",
-                (RUNS_SCANNED,),
-            ):
-                names = str(name).split()
-                data = _json(summary)
-                if len(names) >= 2:
-                    yield names[0], names[-1], list(data.get("streams") or {})
-            for (summary,) in conn.execute(
-                "SELECT summary FROM steps WHERE kind = 'sync' AND status = 'success'"
-                " ORDER BY started_at DESC LIMIT ?",
-                (RUNS_SCANNED,),
-            ):
-                data = _json(summary)
-                if data.get("tap") and data.get("target"):
-                    yield str(data["tap"]), str(data["target"]), list(data.get("streams") or {})
+    with (
+        contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn,
+        contextlib.suppress(sqlite3.Error),
+    ):
+        for name, summary in conn.execute(
+            "SELECT name, summary FROM runs WHERE kind = 'sync' AND status = 'success'"
+            " ORDER BY started_at DESC LIMIT ?",
+            (RUNS_SCANNED,),
+        ):
+            names = str(name).split()
+            data = _json(summary)
+            if len(names) >= 2:
+                yield names[0], names[-1], list(data.get("streams") or {})
+        for (summary,) in conn.execute(
+            "SELECT summary FROM steps WHERE kind = 'sync' AND status = 'success'"
+            " ORDER BY started_at DESC LIMIT ?",
+            (RUNS_SCANNED,),
+        ):
+            data = _json(summary)
+            if data.get("tap") and data.get("target"):
+                yield str(data["tap"]), str(data["target"]), list(data.get("streams") or {})
 
 
 # -- runs ------------------------------------------------------------------------------------------------
@@ -298,4 +308,3 @@ def _json(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-

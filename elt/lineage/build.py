@@ -75,9 +75,9 @@ class _Builder:
         self.relations: dict[str, str] = {}  # relation key -> node id
         self.by_name: dict[str, list[str]] = {}  # short name -> node ids
         self.manifest = inputs.manifest
-        self.warehouse_by_key = {
-            relation_key(*key): columns for key, columns in inputs.warehouse.items()
-        } | {relation_key(key[1], key[2]): columns for key, columns in inputs.warehouse.items()}
+        self.warehouse_by_key = {relation_key(*key): columns for key, columns in inputs.warehouse.items()} | {
+            relation_key(key[1], key[2]): columns for key, columns in inputs.warehouse.items()
+        }
 
     # -- dbt ------------------------------------------------------------------------------------------
 
@@ -131,7 +131,11 @@ class _Builder:
             meta["tags"] = list(data["tags"])
         if rtype == "test":
             meta.update(
-                {k: v for k, v in (("column", data.get("column_name")), ("severity", config.get("severity"))) if v}
+                {
+                    k: v
+                    for k, v in (("column", data.get("column_name")), ("severity", config.get("severity")))
+                    if v
+                }
             )
             if data.get("attached_node"):
                 meta["attached_to"] = data["attached_node"]
@@ -195,7 +199,13 @@ class _Builder:
                 self._add_stream(tap_name, target_name, schema, stream, table, tables.get(table))
 
     def _add_stream(
-        self, tap: str, target: str, schema: str, stream: str, table: str, columns: list[tuple[str, str]] | None
+        self,
+        tap: str,
+        target: str,
+        schema: str,
+        stream: str,
+        table: str,
+        columns: list[tuple[str, str]] | None,
     ) -> None:
         source_id = self.relations.get(relation_key(schema, table))
         if columns is None and source_id:
@@ -285,7 +295,11 @@ class _Builder:
         by_relation = self.relations.get(relation_key(*name.split(".")))
         if by_relation:
             return by_relation
-        found = [n for n in self.by_name.get(name.lower(), []) if self.nodes[n].type in ("model", "seed", "snapshot")]
+        found = [
+            n
+            for n in self.by_name.get(name.lower(), [])
+            if self.nodes[n].type in ("model", "seed", "snapshot")
+        ]
         return found[0] if len(found) == 1 else None
 
     # -- column lineage -------------------------------------------------------------------------------
@@ -310,7 +324,9 @@ class _Builder:
                 if parents:
                     source = self.nodes[parents[0]]
                     columns = tuple(
-                        Column(name=c.name, data_type=c.data_type, upstream=(ColumnRef(source.id, c.name, COPY),))
+                        Column(
+                            name=c.name, data_type=c.data_type, upstream=(ColumnRef(source.id, c.name, COPY),)
+                        )
                         for c in source.columns
                     )
                     self.nodes[node.id] = replace(node, columns=columns)
@@ -353,27 +369,38 @@ class _Builder:
     def _know(self, known: dict[str, Relation], node: Node) -> None:
         data = self.manifest.get("sources", {}).get(node.id) or self.manifest.get("nodes", {}).get(node.id)
         columns = tuple(c.name for c in node.columns) or None
-        if node.type in SQL_TYPES and any(c.unresolved and c.unresolved.startswith("select *") for c in node.columns):
+        if node.type in SQL_TYPES and any(
+            c.unresolved and c.unresolved.startswith("select *") for c in node.columns
+        ):
             columns = None  # its columns are not all known
         if data is None:
             return
         name = data.get("alias") or data.get("identifier") or data["name"]
         relation = Relation(node.id, columns)
-        for key in (relation_key(data.get("database"), data.get("schema"), name), relation_key(data.get("schema"), name)):
+        for key in (
+            relation_key(data.get("database"), data.get("schema"), name),
+            relation_key(data.get("schema"), name),
+        ):
             known[key] = relation
 
     def _traced(self, node: Node, known: dict[str, Relation]) -> Node:
         data = self.manifest["nodes"][node.id]
         declared = {c.name.lower(): c for c in node.columns}
-        fallback = self._warehouse_columns(node) or self._catalog_columns(node.id) or [
-            (c.name, c.data_type or "") for c in node.columns
-        ]
+        fallback = (
+            self._warehouse_columns(node)
+            or self._catalog_columns(node.id)
+            or [(c.name, c.data_type or "") for c in node.columns]
+        )
         types = {n.lower(): t for n, t in fallback}
         if data.get("language", "sql") != "sql":
             reason = f"{node.name} is a {data.get('language')} model: its columns are not traced"
             return replace(node, columns=tuple(_unresolved(n, t, declared, reason) for n, t in fallback))
         if not node.sql:
-            return replace(node, columns=tuple(_unresolved(n, t, declared, NOT_COMPILED) for n, t in fallback))
+            return replace(
+                node, columns=tuple(_unresolved(n, t, declared, NOT_COMPILED) for n, t in fallback)
+            )
+        if fallback:  # an incremental model reads itself: its table's columns let the SQL qualify
+            self._know(known, replace(node, columns=tuple(Column(name=n) for n, _ in fallback)))
         result = trace_query(
             node.sql, dialect=self.inputs.dialect, relations=known,
             database=data.get("database"), schema=data.get("schema"), self_node=node.id,
@@ -382,12 +409,13 @@ class _Builder:
         columns = []
         for column in result.columns:
             base = declared.get(column.name.lower())
-            columns.append(
-                replace(column, data_type=types.get(column.name.lower()) or (base.data_type if base else None),
-                        description=base.description if base else None)
-            )  # fmt: skip
+            data_type = types.get(column.name.lower()) or (base.data_type if base else None)
+            description = base.description if base else None
+            columns.append(replace(column, data_type=data_type, description=description))
         if result.error:  # the traced part stands; what the error hides is reported, never guessed
-            columns += [_unresolved(n, t, declared, result.error) for n, t in fallback if n.lower() not in traced]
+            columns += [
+                _unresolved(n, t, declared, result.error) for n, t in fallback if n.lower() not in traced
+            ]
             if not fallback and not columns:
                 columns = [Column(name="*", unresolved=result.error)]
         if node.type == "snapshot":

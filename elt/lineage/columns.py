@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -68,12 +69,21 @@ def trace_query(
     if not isinstance(tree, exp.Query):
         return QueryLineage(error=f"its compiled SQL is a {tree.key.upper()}, not a query")
     mapping = _schema_mapping(relations)
+    options: dict[str, Any] = {
+        "dialect": dialect, "schema": mapping, "catalog": database, "db": schema,
+        "validate_qualify_columns": False, "quote_identifiers": False, "identify": False,
+    }  # fmt: skip
     try:
-        tree = qualify(
-            tree, dialect=dialect, schema=mapping, catalog=database, db=schema,
-            validate_qualify_columns=False, quote_identifiers=False, identify=False,
-        )  # fmt: skip
-        root = build_scope(tree)
+        qualified = qualify(tree.copy(), **options)
+    except SqlglotError:
+        # A column sqlglot cannot place (a subquery over a relation of unknown columns) stops it from
+        # qualifying any column: qualify the tables only, and trace what can be placed by hand.
+        try:
+            qualified = qualify(tree, qualify_columns=False, **options)
+        except SqlglotError as error:
+            return QueryLineage(error=f"its SQL could not be resolved: {_first_line(error)}")
+    try:
+        root = build_scope(qualified)
     except SqlglotError as error:
         return QueryLineage(error=f"its SQL could not be resolved: {_first_line(error)}")
     if root is None:
@@ -118,16 +128,50 @@ class _Tracer:
     # -- output columns ----------------------------------------------------------------------------
 
     def output_names(self, scope: Scope) -> list[str]:
+        """The names of the columns `scope` selects, a `*` expanded where its sources' columns are known."""
         select = _leftmost_select(scope.expression)
-        return [p.alias_or_name for p in select.expressions if not _is_star(p)] if select else []
+        if select is None:
+            return []
+        names: list[str] = []
+        for projection in select.expressions:
+            if not _is_star(projection):
+                names.append(projection.alias_or_name)
+                continue
+            owner = scope if scope.expression is select else _scope_of(scope, select)
+            for alias in _star_aliases(owner, projection) if owner else []:
+                names += self.source_columns(owner, alias) or []  # type: ignore[arg-type]
+        return names
+
+    def source_columns(self, scope: Scope, alias: str) -> list[str] | None:
+        """The columns of the source `alias` of `scope`; None when they are unknown."""
+        entry = scope.selected_sources.get(alias)
+        source = entry[1] if entry else None
+        if isinstance(source, Scope):
+            select = _leftmost_select(source.expression)
+            if (
+                select is not None
+                and any(_is_star(p) for p in select.expressions)
+                and self.unexpanded_stars(source)
+            ):
+                return None
+            return self.output_names(source)
+        if isinstance(source, exp.Table):
+            relation = self.relation_of(source)
+            return list(relation.columns) if relation and relation.columns is not None else None
+        return None
 
     def unexpanded_stars(self, scope: Scope) -> str | None:
         """Why the query's output columns are incomplete: a `*` over a relation of unknown columns."""
         select = _leftmost_select(scope.expression)
         if select is None or not any(_is_star(p) for p in select.expressions):
             return None
-        unknown = sorted({self._describe_source(s, name) for name, s in scope.sources.items()})
-        return f"select * from {', '.join(unknown) or 'a relation'} whose columns are unknown"
+        owner = scope if scope.expression is select else _scope_of(scope, select)
+        if owner is not None and all(
+            self.source_columns(owner, alias) is not None
+            for p in select.expressions if _is_star(p) for alias in _star_aliases(owner, p)
+        ):  # fmt: skip
+            return None
+        return f"select * from {self._sources_of(scope) or 'a relation'} whose columns are unknown"
 
     def output(self, scope: Scope, name: str) -> Column:
         trace = self.column(scope, name)
@@ -150,7 +194,7 @@ class _Tracer:
                 trace.problems.append(f"no column {name} in the union")
             else:
                 position = names.index(name.lower())
-                for branch in scope.union_scopes:
+                for branch in scope.set_operation_scopes:
                     branch_select = _leftmost_select(branch.expression)
                     if branch_select is None or position >= len(branch_select.expressions):
                         continue
@@ -163,10 +207,17 @@ class _Tracer:
             return trace
         projection = next((p for p in select.expressions if p.alias_or_name.lower() == name.lower()), None)
         if projection is None:
-            if any(_is_star(p) for p in select.expressions):
+            stars = [p for p in select.expressions if _is_star(p)]
+            holders = [
+                alias for p in stars for alias in _star_aliases(scope, p)
+                if name.lower() in (c.lower() for c in self.source_columns(scope, alias) or [])
+            ]  # fmt: skip
+            if len(holders) == 1:  # a `*` sqlglot left unexpanded, over sources whose columns are known
+                trace.merge(self.resolve(scope, exp.column(name, table=holders[0])), COPY)
+                return trace
+            if stars:
                 trace.problems.append(
-                    f"{name} may come from a select * over "
-                    f"{', '.join(sorted(self._describe_source(s, n) for n, s in scope.sources.items()))}, "
+                    f"{name} may come from a select * over {self._sources_of(scope)}, "
                     "whose columns are unknown"
                 )
             else:
@@ -194,6 +245,8 @@ class _Tracer:
     def resolve(self, scope: Scope, column: exp.Column) -> _Trace:
         """Follow a column reference of `scope` to the source it names."""
         name, table = column.name, column.table
+        if not table and len(scope.selected_sources) == 1:
+            table = next(iter(scope.selected_sources))  # columns left unqualified have one place to be
         source = scope.sources.get(table) if table else None
         parent = scope.parent
         while source is None and table and parent is not None:  # a correlated reference
@@ -201,9 +254,8 @@ class _Tracer:
         if source is None:
             if not table:
                 return _problem(
-                    f"{name} could be a column of any of "
-                    f"{', '.join(sorted(self._describe_source(s, n) for n, s in scope.sources.items()))}"
-                    " (their columns are unknown)"
+                    f"{name} could be a column of any of {self._sources_of(scope)} "
+                    "(their columns are unknown)"
                 )
             return _problem(f"{name} names table {table}, which the query does not read")
         if isinstance(source, Scope):
@@ -259,6 +311,10 @@ class _Tracer:
                 return self.relations[key]
         return None
 
+    def _sources_of(self, scope: Scope) -> str:
+        """The relations `scope` selects from, named for a user."""
+        return ", ".join(sorted(self._describe_source(s, n) for n, (_, s) in scope.selected_sources.items()))
+
     def _describe_source(self, source: object, alias: str) -> str:
         if isinstance(source, exp.Table):
             relation = self.relation_of(source)
@@ -274,8 +330,28 @@ def _schema_mapping(relations: Mapping[str, Relation]) -> dict[str, dict[str, di
         if len(parts) != 3 or relation.columns is None:
             continue
         catalog, schema, table = parts
-        mapping.setdefault(catalog, {}).setdefault(schema, {})[table] = dict.fromkeys(relation.columns, "text")
+        mapping.setdefault(catalog, {}).setdefault(schema, {})[table] = dict.fromkeys(
+            relation.columns, "text"
+        )
     return mapping
+
+
+def _star_aliases(scope: Scope, star: exp.Expression) -> list[str]:
+    """The sources a `*` (or `alias.*`) of `scope` selects from."""
+    if isinstance(star, exp.Column) and star.table:
+        return [star.table]
+    return list(scope.selected_sources)
+
+
+def _scope_of(scope: Scope, select: exp.Select) -> Scope | None:
+    """The branch scope of a union whose expression is `select`."""
+    for branch in scope.set_operation_scopes:
+        if branch.expression is select:
+            return branch
+        found = _scope_of(branch, select)
+        if found is not None:
+            return found
+    return None
 
 
 def _kind_in(column: exp.Column, root: exp.Expression) -> str:
@@ -288,8 +364,8 @@ def _kind_in(column: exp.Column, root: exp.Expression) -> str:
     return TRANSFORM
 
 
-def _contains(tree: exp.Expression, target: exp.Expression) -> bool:
-    node: exp.Expression | None = target
+def _contains(tree: Any, target: Any) -> bool:
+    node = target
     while node is not None:
         if node is tree:
             return True
@@ -297,7 +373,8 @@ def _contains(tree: exp.Expression, target: exp.Expression) -> bool:
     return False
 
 
-def _leftmost_select(expression: exp.Expression) -> exp.Select | None:
+def _leftmost_select(expression: Any) -> exp.Select | None:
+    """The first SELECT of a query: itself, or the leftmost branch of a union."""
     while isinstance(expression, exp.SetOperation):
         expression = expression.left
     if isinstance(expression, exp.Subquery):
@@ -321,4 +398,3 @@ def _table_name(table: exp.Table) -> str:
 
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-

@@ -185,9 +185,7 @@ class LineageGraph:
                 **{
                     **n,
                     "columns": tuple(
-                        Column(
-                            **{**c, "upstream": tuple(ColumnRef(**u) for u in c.get("upstream") or [])}
-                        )
+                        Column(**{**c, "upstream": tuple(ColumnRef(**u) for u in c.get("upstream") or [])})
                         for c in n.get("columns") or []
                     ),
                     "indirect": tuple(ColumnRef(**u) for u in n.get("indirect") or []),
