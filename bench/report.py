@@ -23,22 +23,28 @@ COLUMNS = (
 def render_markdown(results: dict[str, Any]) -> str:
     """Header (machine, data, method), then one table per group of cases, then what failed to install."""
     machine = results["machine"]
+    title = f"{results['rows']:,} rows" if results.get("data") else "docs"
     lines = [
-        f"# elt bench: {results['rows']:,} rows, {results['started_at']}",
+        f"# elt bench: {title}, {results['started_at']}",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
         f"{machine['system']}; load average {machine['load_start']} at the start, "
         f"{machine['load_end']} at the end (other work on the machine slows every case: compare the ratios "
         "of this run, not absolute times).",
-        "",
-        f"Source: PostgreSQL {results['versions']['system'].get('postgresql', '?')}, "
-        f"`{results['data']['table']}` ({results['data']['rows']:,} rows, "
-        f"{'built' if results['data']['created'] else 'reused'}). Peak RSS: {results['rss_method']}.",
-        "",
-        r"`÷ \copy`: this case's rows/s over `psql \copy`'s (the limit). `elt ÷ this`: the rows/s of "
-        "elt's case in the same group over this case's (above 1: elt is faster). Incremental rows/s count "
-        "the rows moved.",
     ]
+    if results.get("data"):
+        lines += [
+            "",
+            f"Source: PostgreSQL {results['versions']['system'].get('postgresql', '?')}, "
+            f"`{results['data']['table']}` ({results['data']['rows']:,} rows, "
+            f"{'built' if results['data']['created'] else 'reused'}). Peak RSS: {results['rss_method']}.",
+            "",
+            r"`÷ \copy`: this case's rows/s over `psql \copy`'s (the limit). `elt ÷ this`: the rows/s of "
+            "elt's case in the same group over this case's (above 1: elt is faster). Incremental rows/s "
+            "count the rows moved.",
+        ]
+    else:
+        lines += ["", f"Peak RSS: {results['rss_method']}."]
     by_name = {case["name"]: case for case in results["cases"]}
     copy_rate = _rate(by_name.get("copy"))
     for group, title in GROUPS.items():
@@ -73,11 +79,67 @@ def render_markdown(results: dict[str, Any]) -> str:
                     ]
                 )
             )
+    if results.get("docs"):
+        lines += _docs_section(results["docs"])
     failed_installs = {name: error for name, error in results.get("install_errors", {}).items() if error}
     if failed_installs:
         lines += ["", "## Peers that failed to install", ""]
         lines += [f"- `{name}`: {error}" for name, error in failed_installs.items()]
     return "\n".join(lines) + "\n"
+
+
+DOCS_COLUMNS = (
+    "case",
+    "what runs",
+    "versions",
+    "wall s",
+    "limit s",
+    "warm s",
+    "peak RSS MB",
+    "nodes",
+    "columns",
+    "column coverage",
+    "`elt dbt compile` s",
+    "status",
+)
+
+
+def _docs_section(docs: dict[str, Any]) -> list[str]:
+    """`elt docs generate` on the synthetic project: one row, with what it found and the limit."""
+    status = {"ok": "ok", "over limit": f"⚠ {docs['reason']}"}.get(docs["status"])
+    status = status or f"failed: {docs['reason']}"
+    coverage = "—" if docs["coverage"] is None else f"{docs['coverage']:.1%}"
+    lines = [
+        "",
+        f"## `elt docs generate` on a synthetic {docs['models']:,}-model dbt project",
+        "",
+        "bench/dbt_project_gen.py's project, compiled first with `elt dbt compile` (measured, not part of "
+        "the figure: dbt parse excluded); `wall s` is `elt docs generate --rebuild` (column lineage built "
+        "from the manifest, site written), `warm s` the same without `--rebuild` (lineage from its cache). "
+        f"Project: `{docs['project']}`.",
+        "",
+        _row(DOCS_COLUMNS),
+        _row(["---"] * len(DOCS_COLUMNS)),
+        _row(
+            [
+                "`docs_1000_models`",
+                "elt docs generate --rebuild --format json",
+                docs["tools"],
+                _number(docs["seconds"], 2),
+                _number(docs["limit_seconds"], 0),
+                _number(docs["warm_seconds"], 2),
+                _number(docs["peak_rss_mb"], 0),
+                _number(docs["nodes"], 0),
+                _number(docs["columns"], 0),
+                coverage,
+                _number(docs["compile_seconds"], 1),
+                status,
+            ]
+        ),
+    ]
+    if docs.get("notes"):
+        lines += ["", "Notes of `elt docs generate`:", ""] + [f"- {note}" for note in docs["notes"]]
+    return lines
 
 
 def _rate(case: dict[str, Any] | None) -> float | None:

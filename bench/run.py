@@ -3,10 +3,11 @@
     .venv/bin/python bench/run.py [--rows N] [--only NAME[,NAME]] [--list]
 
 Builds `elt_bench.events` (BASELINE.md's table) with N rows, makes each peer's venv under bench/.venvs/,
-runs every case once under the same measurement (bench/measure.py) and counts what arrived, then writes
-results.json and results.md (in bench/ unless --output says otherwise) and prints the Markdown. A case
-that fails, or a peer that does not install, is a row saying why; the exit code is 0 whenever the report
-was written.
+runs every case once under the same measurement (bench/measure.py) and counts what arrived, times
+`elt docs generate` on a synthetic 1,000-model dbt project (`docs_1000_models`, bench/docs_bench.py;
+it alone needs no PostgreSQL), then writes results.json and results.md (in bench/ unless --output
+says otherwise) and prints the Markdown. A case that fails, or a peer that does not install, is a row
+saying why; the exit code is 0 whenever the report was written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from typing import Any
 
 import psycopg
 from cases import CASES, Arrived, Bench, Case, CaseFailed, CaseResult, singer_file
+from docs_bench import CASE as DOCS_CASE
+from docs_bench import TITLE as DOCS_TITLE
+from docs_bench import DocsResult, run_docs_bench
 from events_table import (
     DEFAULT_SCHEMA,
     Postgres,
@@ -46,47 +50,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for case in CASES:
             print(f"{case.name:<20} {case.group:<12} {case.title}")
+        print(f"{DOCS_CASE:<20} {'docs':<12} {DOCS_TITLE}")
         return 0
     selected = select_cases(args.only)
-    timeout = args.timeout or 120 + args.rows / 2000
-    pg = Postgres.from_env(args.schema)
+    docs = wants_docs(args.only)
     started_at = datetime.now(UTC)
     machine = machine_info()
-    say(f"elt bench: {args.rows:,} rows, cases: {', '.join(c.name for c in selected)}")
+    names = [c.name for c in selected] + ([DOCS_CASE] if docs else [])
+    say(f"elt bench: {args.rows:,} rows, cases: {', '.join(names)}")
 
-    try:
-        data = ensure_events(pg, args.rows)
-        postgres_version = server_version(pg)
-    except psycopg.Error as exc:  # the database is the one thing every case needs
-        say(f"error: cannot prepare {pg.table} in PostgreSQL at {pg.host}:{pg.port}/{pg.database}: {exc}")
-        return 2
-    say(f"{pg.table}: {args.rows:,} rows {'built' if data.created else 'reused'} in {data.seconds:.1f} s")
-    work = args.work.resolve()
-
-    venvs = make_venvs({name for case in selected for name in case.venvs})
-    versions = collect_versions(venvs, postgres_version, args.elt_tap_executable)
-    bench = Bench(args.rows, pg, work, venvs, versions, timeout, data.oid, args.elt_tap_executable)
-
-    results = run_cases(bench, selected)
-    machine["load_end"] = round(os.getloadavg()[0], 2)
-    report = {
+    report: dict[str, Any] = {
         "started_at": started_at.strftime("%Y-%m-%d %H:%M UTC"),
         "rows": args.rows,
         "command": " ".join([Path(sys.executable).name, "bench/run.py", *(argv or sys.argv[1:])]),
         "machine": machine,
-        "versions": versions,
-        "data": {
-            "table": pg.table,
-            "rows": data.rows,
-            "created": data.created,
-            "seconds": round(data.seconds, 2),
-        },
-        "singer_file": bench.singer or None,
-        "updated_rows": bench.updated_rows or None,
         "rss_method": RSS_METHOD,
-        "install_errors": {name: venv.error for name, venv in venvs.items() if venv.error},
-        "cases": [result.to_json() for result in results],
+        "cases": [],
     }
+    if selected:  # the cases that move the PostgreSQL table
+        moved = run_table_cases(args, selected)
+        if moved is None:
+            return 2
+        report |= moved
+    if docs:
+        report["docs"] = run_docs_case(args)
+    machine["load_end"] = round(os.getloadavg()[0], 2)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     markdown = render_markdown(report)
@@ -97,6 +85,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_table_cases(args: argparse.Namespace, selected: list[Case]) -> dict[str, Any] | None:
+    """Prepare the table and the peers' venvs, run the cases; the report's part about them (None: no
+    PostgreSQL)."""
+    timeout = args.timeout or 120 + args.rows / 2000
+    pg = Postgres.from_env(args.schema)
+    try:
+        data = ensure_events(pg, args.rows)
+        postgres_version = server_version(pg)
+    except psycopg.Error as exc:  # the database is the one thing every case needs
+        say(f"error: cannot prepare {pg.table} in PostgreSQL at {pg.host}:{pg.port}/{pg.database}: {exc}")
+        return None
+    say(f"{pg.table}: {args.rows:,} rows {'built' if data.created else 'reused'} in {data.seconds:.1f} s")
+    work = args.work.resolve()
+
+    venvs = make_venvs({name for case in selected for name in case.venvs})
+    versions = collect_versions(venvs, postgres_version, args.elt_tap_executable)
+    bench = Bench(args.rows, pg, work, venvs, versions, timeout, data.oid, args.elt_tap_executable)
+
+    results = run_cases(bench, selected)
+    return {
+        "versions": versions,
+        "data": {
+            "table": pg.table,
+            "rows": data.rows,
+            "created": data.created,
+            "seconds": round(data.seconds, 2),
+        },
+        "singer_file": bench.singer or None,
+        "updated_rows": bench.updated_rows or None,
+        "install_errors": {name: venv.error for name, venv in venvs.items() if venv.error},
+        "cases": [result.to_json() for result in results],
+    }
+
+
+def run_docs_case(args: argparse.Namespace) -> dict[str, Any]:
+    """`elt docs generate` on a synthetic dbt project of --docs-models models (bench/docs_bench.py)."""
+    say(f"{DOCS_CASE}: generating and compiling {args.docs_models:,} models (not timed), then timing docs")
+    try:
+        result = run_docs_bench(args.work.resolve() / DOCS_CASE, args.docs_models)
+    except Exception as exc:  # a bug of this harness: the section says so, the traceback goes to stderr
+        traceback.print_exc()
+        result = DocsResult(args.docs_models, "failed", f"harness error: {type(exc).__name__}: {exc}")
+    seconds = f"{result.seconds:.2f} s" if result.seconds is not None else "—"
+    say(f"{DOCS_CASE:<20}{seconds:>10}  {result.status}" + (f": {result.reason}" if result.reason else ""))
+    return result.to_json()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description="elt against its peers, side by side.")
     parser.add_argument(
@@ -104,6 +139,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--only", help="comma-separated case names (see --list); default: all")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument(
+        "--docs-models", type=int, default=1000,
+        help=f"models of the synthetic dbt project of {DOCS_CASE} (default 1000)",
+    )  # fmt: skip
     parser.add_argument(
         "--timeout", type=float, help="seconds before a case is stopped (default 120 + rows/2000)"
     )
@@ -126,14 +165,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def select_cases(only: str | None) -> list[Case]:
+    """The table cases --only names (all without it); the docs case is asked about with `wants_docs`."""
     if not only:
         return list(CASES)
-    names = [name.strip() for name in only.split(",") if name.strip()]
-    known = {case.name for case in CASES}
+    names = _names(only)
+    known = {case.name for case in CASES} | {DOCS_CASE}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise SystemExit(f"error: unknown case(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return [case for case in CASES if case.name in names]
+
+
+def wants_docs(only: str | None) -> bool:
+    return not only or DOCS_CASE in _names(only)
+
+
+def _names(only: str) -> list[str]:
+    return [name.strip() for name in only.split(",") if name.strip()]
 
 
 def make_venvs(names: set[str]) -> dict[str, Venv]:

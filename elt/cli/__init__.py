@@ -14,7 +14,9 @@ from pathlib import Path
 import click
 
 from elt.cli import core
+from elt.cli import docs as docs_commands
 from elt.cli import install as install_commands
+from elt.cli import lineage as lineage_commands
 from elt.cli import preview as preview_commands
 from elt.cli import state as state_commands
 from elt.cli.common import Context
@@ -47,6 +49,8 @@ for command in (
 cli.add_command(state_commands.state)
 cli.add_command(install_commands.install)
 cli.add_command(preview_commands.preview)
+cli.add_command(docs_commands.docs)
+cli.add_command(lineage_commands.lineage)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,18 +68,19 @@ def trace_query(
         return QueryLineage(error=f"its compiled SQL could not be parsed: {_first_line(error)}")
     if not isinstance(tree, exp.Query):
         return QueryLineage(error=f"its compiled SQL is a {tree.key.upper()}, not a query")
-    mapping = _schema_mapping(relations)
+    mapping = _schema_mapping(relations, tree, database, schema)
     options: dict[str, Any] = {
         "dialect": dialect, "schema": mapping, "catalog": database, "db": schema,
         "validate_qualify_columns": False, "quote_identifiers": False, "identify": False,
     }  # fmt: skip
     try:
-        qualified = qualify(tree.copy(), **options)
+        qualified = qualify(tree, **options)
     except SqlglotError:
         # A column sqlglot cannot place (a subquery over a relation of unknown columns) stops it from
         # qualifying any column: qualify the tables only, and trace what can be placed by hand.
         try:
-            qualified = qualify(tree, qualify_columns=False, **options)
+            fresh = sqlglot.parse_one(sql, read=dialect)  # the failed attempt left the tree half done
+            qualified = qualify(fresh, qualify_columns=False, **options)
         except SqlglotError as error:
             return QueryLineage(error=f"its SQL could not be resolved: {_first_line(error)}")
     try:
@@ -124,6 +125,7 @@ class _Tracer:
         self.relations = relations
         self.self_node = self_node
         self.memo: dict[tuple[int, str], _Trace] = {}
+        self.by_select: dict[int, dict[str, exp.Expression]] = {}
 
     # -- output columns ----------------------------------------------------------------------------
 
@@ -173,6 +175,16 @@ class _Tracer:
             return None
         return f"select * from {self._sources_of(scope) or 'a relation'} whose columns are unknown"
 
+    def projections(self, select: exp.Select) -> dict[str, exp.Expression]:
+        """The named projections of a SELECT by lowercased name (the first of a name wins)."""
+        found = self.by_select.get(id(select))
+        if found is None:
+            found = {}
+            for projection in select.expressions:
+                found.setdefault(projection.alias_or_name.lower(), projection)
+            self.by_select[id(select)] = found
+        return found
+
     def output(self, scope: Scope, name: str) -> Column:
         trace = self.column(scope, name)
         upstream = tuple(ColumnRef(node, column, kind) for (node, column), kind in sorted(trace.refs.items()))
@@ -205,7 +217,7 @@ class _Tracer:
         if not isinstance(select, exp.Select):
             trace.problems.append(f"column {name} comes from a {select.key.upper()}, which is not traced")
             return trace
-        projection = next((p for p in select.expressions if p.alias_or_name.lower() == name.lower()), None)
+        projection = self.projections(select).get(name.lower())
         if projection is None:
             stars = [p for p in select.expressions if _is_star(p)]
             holders = [
@@ -322,17 +334,28 @@ class _Tracer:
         return alias
 
 
-def _schema_mapping(relations: Mapping[str, Relation]) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
-    """The known columns as sqlglot's nested catalog → schema → table → column mapping."""
+def _schema_mapping(
+    relations: Mapping[str, Relation], tree: exp.Expression, database: str | None, schema: str | None
+) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
+    """The known columns of the relations `tree` reads, as sqlglot's nested catalog → schema → table →
+    column mapping. Only those: a project's every relation would cost more to normalize than the query."""
     mapping: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
-    for key, relation in relations.items():
-        parts = key.split(".")
-        if len(parts) != 3 or relation.columns is None:
+    for table in tree.find_all(exp.Table):
+        if not table.name:
             continue
-        catalog, schema, table = parts
-        mapping.setdefault(catalog, {}).setdefault(schema, {})[table] = dict.fromkeys(
-            relation.columns, "text"
-        )
+        catalog, db = table.catalog or database or "", table.db or schema or ""
+        for key in (
+            relation_key(catalog, db, table.name),
+            relation_key(table.db, table.name),
+            relation_key(table.name),
+        ):
+            relation = relations.get(key)
+            if relation is not None:
+                break
+        if relation is None or relation.columns is None:
+            continue
+        columns = dict.fromkeys(relation.columns, "text")
+        mapping.setdefault(catalog.lower(), {}).setdefault(db.lower(), {})[table.name.lower()] = columns
     return mapping
 
 

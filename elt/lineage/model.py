@@ -99,12 +99,18 @@ class Node:
         return next((c for c in self.columns if c.name.lower() == lowered), None)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["columns"] = [c.to_json() for c in self.columns]
-        data["indirect"] = [u.to_json() for u in self.indirect]
-        data["tests"] = list(self.tests)
-        data["runs"] = [asdict(r) for r in self.runs]
-        return data
+        # by hand, not dataclasses.asdict: a graph of thousands of nodes is written on every rebuild
+        return {
+            "id": self.id, "type": self.type, "name": self.name, "description": self.description,
+            "path": self.path, "relation": self.relation, "materialized": self.materialized,
+            "sql": self.sql, "raw_sql": self.raw_sql,
+            "columns": [c.to_json() for c in self.columns],
+            "indirect": [u.to_json() for u in self.indirect],
+            "tests": list(self.tests),
+            "freshness": self.freshness,
+            "runs": [asdict(r) for r in self.runs],
+            "meta": self.meta,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
