@@ -123,6 +123,17 @@ def test_the_same_pipeline_runs_in_the_postgres_environment(sample_project: Path
             assert conn.execute(f"select count(*) from {models_schema}.stg_orders").fetchone() == (orders,)
         dev, pg = (pq.read_table(project / f"{env}.parquet") for env in ("dev", "postgres"))
         assert sorted(dev.column("order_id").to_pylist()) == sorted(pg.column("order_id").to_pylist())
+
+        # lineage in the postgres environment: PostgreSQL's SQL and information_schema, the raw table
+        # target-postgres wrote, back to the stream
+        proc = run_elt("-e", "postgres", "lineage", "column", "stg_orders.order_status", "--format", "json",
+                       cwd=project)  # fmt: skip
+        upstream = {(u["node"], u["column"], u["kind"]) for u in json.loads(proc.stdout)["upstream"]}
+        assert upstream == {
+            ("source.elt_demo.tap_files.orders", "status", "transform"),
+            ("table:warehouse.tap_files.orders", "status", "copy"),
+            ("stream:tap-files.orders", "status", "copy"),
+        }
     finally:
         with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute(f"drop schema if exists {models_schema} cascade")
