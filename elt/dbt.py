@@ -162,8 +162,13 @@ def run_dbt(
     warehouse = Path(env["ELT_WAREHOUSE_PATH"])
     if env["ELT_DBT_TARGET"] == "duckdb":
         warehouse.parent.mkdir(parents=True, exist_ok=True)
+    from elt.lineage.openlineage import dbt_events
+
+    # OpenLineage events of the nodes; does nothing unless configured
+    events = dbt_events(project, args, manifest_path(project_dir, args), notes)
 
     def callback(event: Any) -> None:
+        events.on_dbt_event(event)
         if on_node is None or event.info.name != "NodeFinished":
             return
         result = event.data.run_result
@@ -190,10 +195,12 @@ def run_dbt(
             _release_duckdb()
     seconds = time.monotonic() - started
     if outcome.exception is not None:
+        events.finish([], failure=str(outcome.exception))
         raise RunError(f"dbt {' '.join(args)} could not run: {outcome.exception}")
     nodes = _node_results(outcome.result, project_dir)
     if env["ELT_DBT_TARGET"] == "duckdb":
         nodes = _count_duckdb_tables(outcome.result, nodes, warehouse)
+    events.finish(nodes)
     error = None
     if not outcome.success:
         bad = [n for n in nodes if n.status in ("error", "fail", "runtime error")]
@@ -244,13 +251,18 @@ def changed_build_args(project: Project, args: list[str], notes: list[str]) -> l
     return ["build", "--select", "state:modified+", "--state", str(state), *rest]
 
 
-def save_build_state(project: Project, project_dir: Path, args: list[str]) -> Path | None:
-    """Keep the manifest of a successful build for the next `build --changed`; None when there is none."""
+def manifest_path(project_dir: Path, args: list[str]) -> Path:
+    """Where dbt writes the manifest of a command run with `args` (its target path's manifest.json)."""
     target_path = _option(args, "--target-path") or str(
         dbt_project_config(project_dir).get("target-path") or "target"
     )
-    manifest = Path(target_path) if Path(target_path).is_absolute() else project_dir / target_path
-    manifest = manifest / "manifest.json"
+    target = Path(target_path) if Path(target_path).is_absolute() else project_dir / target_path
+    return target / "manifest.json"
+
+
+def save_build_state(project: Project, project_dir: Path, args: list[str]) -> Path | None:
+    """Keep the manifest of a successful build for the next `build --changed`; None when there is none."""
+    manifest = manifest_path(project_dir, args)
     if not manifest.is_file():
         return None
     state = build_state_dir(project)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elt import handoff, inprocess
 from elt.chain import ChainResult, Stage, run_chain, summarize_stderr
@@ -35,6 +35,9 @@ from elt.plugins import Plugin, check_builtin_config, executable_path, find_plug
 from elt.project import Project
 from elt.singer import StreamSelection, select_catalog, selection_report, stream_names
 from elt.state import LockHolder, StateStore, open_state_store, state_id_for, without_streams
+
+if TYPE_CHECKING:
+    from elt.lineage.openlineage import SyncEvents
 
 STATE_STRATEGIES = ("auto", "merge", "overwrite")
 # Built-in connectors that speak the fast path (Parquet BATCH messages, docs/connectors.md).
@@ -128,14 +131,23 @@ def run_sync(
             holder=holder.run_id,
         )
 
+    from elt.lineage.openlineage import sync_events
+
+    events = sync_events(project, tap, target, reporter)  # OpenLineage; does nothing unless configured
     with (
         open_state_store(project) as store,
         store.lock(state_id, run_id=run_id or "sync", wait=wait, on_wait=waiting),
     ):
-        return _locked_sync(
-            project, tap, mapper_plugins, target, executables, store, state_id, started, reporter,
-            log_file, full_refresh, select, state_strategy, refresh_catalog, timeout,
-        )  # fmt: skip
+        try:
+            result = _locked_sync(
+                project, tap, mapper_plugins, target, executables, store, state_id, started, reporter,
+                log_file, full_refresh, select, state_strategy, refresh_catalog, timeout, events,
+            )  # fmt: skip
+        except BaseException as error:
+            events.fail(error)
+            raise
+        events.complete(result)
+        return result
 
 
 def _locked_sync(
@@ -154,6 +166,7 @@ def _locked_sync(
     state_strategy: str,
     refresh_catalog: bool,
     timeout: float | None,
+    events: SyncEvents,
 ) -> SyncResult:
     redact = reporter.redact
     workdir = project.system_dir / "run" / re.sub(r"[^A-Za-z0-9_.-]", "_", state_id)
@@ -183,6 +196,7 @@ def _locked_sync(
         wanted = _match_streams(select, known, tap.name) if select else None
         selected = select_catalog(catalog, tap.select, wanted, tap.metadata, tap.schema)
         catalog_file = write_json(workdir / "catalog.json", selected)
+        events.start(selected, _target_config(tap, target))
 
         previous = store.get(state_id)
         state: dict[str, Any] = {} if previous is None else previous.effective

@@ -99,12 +99,9 @@ def explain_error(error: jsonschema.ValidationError, prefix: str = "") -> list[t
         options = ", ".join(repr(v) for v in choices)
         return [(path, f"expected one of {options}, got {_describe(error.instance)}")]
     if error.validator == "pattern":
-        return [
-            (
-                path,
-                f"expected a name of letters, digits, '_', '.' or '-', got {_describe(error.instance)}",
-            )
-        ]
+        # `x-expected` in the schema says what the pattern wants; names are the usual case
+        expected = schema.get("x-expected", "a name of letters, digits, '_', '.' or '-'")
+        return [(path, f"expected {expected}, got {_describe(error.instance)}")]
     if error.validator in ("minLength", "maxLength"):
         return [(path, f"expected {error.message.split(' is ', 1)[-1]}, got {_describe(error.instance)}")]
     if error.validator == "anyOf" and isinstance(error.instance, str):

@@ -18,12 +18,14 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elt.errors import EltError
-from elt.lineage.build import Inputs, build_graph, read_json
 from elt.lineage.model import LineageGraph, Node, RunInfo
 from elt.project import Project
+
+if TYPE_CHECKING:
+    from elt.lineage.build import Inputs
 
 __all__ = ["LineageGraph", "Node", "load_lineage", "lineage_cache_path"]
 
@@ -55,6 +57,8 @@ def load_lineage(project: Project, *, rebuild: bool = False, compile: bool = Tru
             if cached.fingerprint == fingerprint:
                 graph = cached
     if graph is None:
+        from elt.lineage.build import build_graph  # sqlglot and networkx: only when building
+
         inputs = _read_inputs(project, manifest_path, cheap_inputs, [])
         graph = build_graph(project, inputs, fingerprint, datetime.now(UTC).isoformat(timespec="seconds"))
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +122,8 @@ def _dbt_files(project_dir: Path) -> Iterator[Path]:
 
 def _has_compiled_code(manifest: Path) -> bool:
     """Whether the manifest holds compiled SQL for its SQL models (a `dbt parse` manifest does not)."""
+    from elt.lineage.build import read_json
+
     data = read_json(manifest)
     models = [n for n in (data.get("nodes") or {}).values() if n.get("resource_type") == "model"]
     return not models or any(n.get("compiled_code") for n in models)
@@ -149,6 +155,7 @@ def _fingerprint_inputs(project: Project, manifest: Path | None) -> tuple[str, d
 
 def _read_inputs(project: Project, manifest: Path | None, cheap: dict[str, Any], notes: list[str]) -> Inputs:
     from elt.dbt import dbt_env
+    from elt.lineage.build import Inputs, read_json
 
     manifest_data = read_json(manifest) if manifest is not None else {}
     if manifest is not None and not manifest_data:

@@ -73,6 +73,7 @@ def trace_query(
         "dialect": dialect, "schema": mapping, "catalog": database, "db": schema,
         "validate_qualify_columns": False, "quote_identifiers": False, "identify": False,
     }  # fmt: skip
+    qualified: Any
     try:
         qualified = qualify(tree, **options)
     except SqlglotError:
@@ -335,7 +336,7 @@ class _Tracer:
 
 
 def _schema_mapping(
-    relations: Mapping[str, Relation], tree: exp.Expression, database: str | None, schema: str | None
+    relations: Mapping[str, Relation], tree: Any, database: str | None, schema: str | None
 ) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
     """The known columns of the relations `tree` reads, as sqlglot's nested catalog → schema → table →
     column mapping. Only those: a project's every relation would cost more to normalize than the query."""
