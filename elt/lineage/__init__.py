@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -32,7 +33,8 @@ __all__ = ["LineageGraph", "Node", "load_lineage", "lineage_cache_path"]
 GRAPH_FORMAT = 2  # bump when the graph's shape or the tracing changes, so caches are rebuilt
 RUNS_PER_NODE = 5
 RUNS_SCANNED = 200
-DBT_FOLDERS = ("models", "macros", "seeds", "snapshots", "tests", "analyses")
+DBT_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".py", ".md", ".jinja")
+SKIPPED_DIRS = {"target", "logs", "dbt_packages", "dbt_modules", "__pycache__"}  # dbt's output, packages
 
 
 def lineage_cache_path(project: Project) -> Path:
@@ -113,11 +115,12 @@ def _compile_if_stale(project: Project, manifest: Path, notes: list[str]) -> Non
 
 
 def _dbt_files(project_dir: Path) -> Iterator[Path]:
-    yield project_dir / "dbt_project.yml"
-    for folder in DBT_FOLDERS:
-        base = project_dir / folder
-        if base.is_dir():
-            yield from (p for p in base.rglob("*") if p.is_file())
+    """The files of a dbt project that change what it compiles to, wherever its paths point."""
+    for folder, dirs, files in os.walk(project_dir):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
+        for name in files:
+            if name.endswith(DBT_SUFFIXES):
+                yield Path(folder) / name
 
 
 def _has_compiled_code(manifest: Path) -> bool:
