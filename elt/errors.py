@@ -50,3 +50,7 @@ class RunError(EltError):
 
 class LockedError(RunError):
     """Another run holds the lock of the same state id."""
+
+
+class SecretError(EltError):
+    """A `${secret:…}` cannot be resolved: unknown backend, missing secret, wrong key, backend unreachable."""

@@ -85,6 +85,9 @@ def find_plugin(project: Project, name: str, plugin_type: str | None = None) -> 
     if mapping is not None:
         mapper_name, config = mapping
         mapper = find_plugin(project, mapper_name, "mappers")
+        from elt.secrets import resolve_secrets
+
+        config = resolve_secrets(project, config, f"{mapper.path}.mappings")
         return replace(mapper, config=deep_merge(mapper.config, config))
     if name not in declared and name not in BUILTIN_PLUGINS:
         known = sorted(set(declared) | set(BUILTIN_PLUGINS) | set(_mapping_names(project)))
@@ -101,7 +104,20 @@ def find_plugin(project: Project, name: str, plugin_type: str | None = None) -> 
     overrides = _settings_from_env(project, plugin)
     if overrides:
         plugin = replace(plugin, config=deep_merge(plugin.config, overrides))
-    return plugin
+    return _with_secrets(project, plugin)
+
+
+def _with_secrets(project: Project, plugin: Plugin) -> Plugin:
+    """`plugin` with the `${secret:…}` of its config, env and pip_url resolved (only a plugin a command
+    uses reaches its secrets backend)."""
+    from elt.secrets import resolve_secrets
+
+    return replace(
+        plugin,
+        config=resolve_secrets(project, plugin.config, f"{plugin.path}.config"),
+        env=resolve_secrets(project, plugin.env, f"{plugin.path}.env"),
+        pip_url=resolve_secrets(project, plugin.pip_url, f"{plugin.path}.pip_url"),
+    )
 
 
 def _mapping_names(project: Project) -> list[str]:
@@ -337,3 +353,36 @@ def check_builtin_config(project: Project, plugin: Plugin) -> None:
     problems = validate_settings(project.file.name, lines, f"{base}.config", plugin.config, schema)
     if problems:
         raise ValidationError(problems)
+
+
+SHOWN_MASK = "********"
+
+
+def effective_config(project: Project, name: str) -> dict[str, Any]:
+    """What `elt config NAME` shows: the plugin's effective config and env in the environment in force,
+    `${secret:…}` resolved, and every secret masked: settings whose names say they are secret and values
+    that came from a secrets backend as `********`, a secret inside a longer value (a URL) as `****`."""
+    from elt.logs import MASK, Redactor
+
+    plugin = find_plugin(project, name)
+    redact = Redactor(secret_values(plugin.config) | secret_values(plugin.env))
+
+    def masked(value: Any, key: str) -> Any:
+        if isinstance(value, dict):
+            return {k: masked(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [masked(v, key) for v in value]
+        if not isinstance(value, str):
+            return value
+        if value and any(w in key.lower() for w in SECRET_WORDS):
+            return SHOWN_MASK
+        shown = redact(value)
+        return SHOWN_MASK if shown == MASK else shown
+
+    return {
+        "plugin": plugin.name,
+        "type": plugin.type,
+        "environment": project.environment,
+        "config": masked(plugin.config, ""),
+        "env": masked(plugin.env, ""),
+    }

@@ -14,6 +14,7 @@ from typing import Any
 
 from elt.errors import ProjectError, ValidationError
 from elt.interpolate import MissingVariable, interpolate, project_environment
+from elt.secrets import SecretReference, check_references
 from elt.validate import validate_document
 from elt.yamlfile import LocatedDocument, load_located
 
@@ -33,6 +34,7 @@ class Project:
     lines: dict[str, int] = field(default_factory=dict)
     missing: tuple[MissingVariable, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[SecretReference, ...] = ()  # the `${secret:…}` references, resolved only where used
 
     @property
     def system_dir(self) -> Path:
@@ -58,9 +60,15 @@ class Project:
         return {}
 
     def env(self) -> dict[str, str]:
-        """Variables the project adds for its processes: top-level `env`, then the environment's."""
-        merged = {k: str(v) for k, v in (self.data.get("env") or {}).items()}
-        merged.update({k: str(v) for k, v in (self.environment_entry().get("env") or {}).items()})
+        """Variables the project adds for its processes: top-level `env`, then the environment's, with
+        their `${secret:…}` resolved."""
+        from elt.secrets import resolve_secrets
+
+        merged = {k: str(v) for k, v in resolve_secrets(self, self.data.get("env") or {}, "env").items()}
+        index = next((i for i, e in enumerate(self.data.get("environments") or [])
+                      if e.get("name") == self.environment), None)  # fmt: skip
+        entry = resolve_secrets(self, self.environment_entry().get("env") or {}, f"environments[{index}].env")
+        merged.update({k: str(v) for k, v in entry.items()})
         return merged
 
 
@@ -112,6 +120,8 @@ def load_project(start: Path | None = None, environment: str | None = None) -> P
         variables.setdefault(key, str(value))
     missing: list[MissingVariable] = []
     interpolated = interpolate(data, variables, "", missing)
+    located = LocatedDocument(file, interpolated, doc.lines)
+    references = check_references(lambda path: f"{file.name}:{located.line_of(path)}", interpolated)
     return Project(
         root=root,
         file=file,
@@ -120,6 +130,7 @@ def load_project(start: Path | None = None, environment: str | None = None) -> P
         lines=doc.lines,
         missing=tuple(missing),
         variables=variables,
+        secrets=references,
     )
 
 

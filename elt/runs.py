@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from elt.logs import mask, mask_json
 from elt.systemdb import connect
 
 
@@ -88,9 +89,15 @@ class RunLog:
         self.db_path = db_path
 
     def start(
-        self, kind: str, name: str, environment: str | None, request: dict[str, Any] | None = None
+        self,
+        kind: str,
+        name: str,
+        environment: str | None,
+        request: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunRecord:
-        record = RunRecord(new_run_id(), kind, name, environment, "running", now(), request=request)
+        """Record a run as started, under `run_id` when its starter chose one (the scheduler, the API)."""
+        record = RunRecord(run_id or new_run_id(), kind, name, environment, "running", now(), request=request)
         with closing(connect(self.db_path)) as conn:
             conn.execute(
                 "INSERT INTO runs(run_id, kind, name, environment, status, started_at, pid, host, request) "
@@ -104,7 +111,7 @@ class RunLog:
                     record.started_at,
                     os.getpid(),
                     socket.gethostname(),
-                    json.dumps(request) if request is not None else None,
+                    json.dumps(mask_json(request)) if request is not None else None,
                 ),
             )
         return record
@@ -127,7 +134,7 @@ class RunLog:
         with closing(connect(self.db_path)) as conn:
             conn.execute(
                 "UPDATE runs SET status=?, ended_at=?, seconds=?, summary=?, error=? WHERE run_id=?",
-                (status, record.ended_at, seconds, json.dumps(summary), error, record.run_id),
+                (status, record.ended_at, seconds, _json_text(summary), _masked(error), record.run_id),
             )
 
     def step(self, record: RunRecord, step: StepRecord) -> None:
@@ -151,12 +158,12 @@ class RunLog:
                     step.started_at,
                     step.ended_at,
                     step.seconds,
-                    json.dumps(step.summary),
-                    step.error,
+                    _json_text(step.summary),
+                    _masked(step.error),
                     step.rows,
                     step.bytes,
                     step.attempts,
-                    json.dumps(step.output, default=str) if step.output is not None else None,
+                    _json_text(step.output) if step.output is not None else None,
                     step.log_file,
                 ),
             )
@@ -168,7 +175,7 @@ class RunLog:
                 "INSERT OR REPLACE INTO attempts(run_id, step, attempt, status, started_at, ended_at, "
                 "seconds, error, log_file) VALUES (?,?,?,?,?,?,?,?,?)",
                 (run_id, attempt.step, attempt.attempt, attempt.status, attempt.started_at,
-                 attempt.ended_at, attempt.seconds, attempt.error, attempt.log_file),
+                 attempt.ended_at, attempt.seconds, _masked(attempt.error), attempt.log_file),
             )  # fmt: skip
 
     def get(self, run_id: str) -> RunRecord:
@@ -248,7 +255,7 @@ def store_cache(db_path: Path, pipeline: str, step: str, fingerprint: str, outpu
         conn.execute(
             "INSERT OR REPLACE INTO step_cache(pipeline, step, fingerprint, output, created_at) "
             "VALUES (?,?,?,?,?)",
-            (pipeline, step, fingerprint, json.dumps(output, default=str), now()),
+            (pipeline, step, fingerprint, _json_text(output), now()),
         )
 
 
@@ -306,6 +313,15 @@ def _died(row: Any) -> bool:
 def _fields(row: Any, exclude: set[str]) -> dict[str, Any]:
     # sqlite3.Row iterates over values; its keys come from keys().
     return {key: row[key] for key in row.keys() if key not in exclude}  # noqa: SIM118
+
+
+def _masked(text: str | None) -> str | None:
+    """What the run history stores of a message: secrets this process resolved never reach the disk."""
+    return None if text is None else mask(text)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(mask_json(value), default=lambda item: mask(str(item)))
 
 
 def _json(text: str | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The project's system database (`.elt/elt.db`, SQLite): state, runs, their steps and attempts, cache.
+"""The project's system database (`.elt/elt.db`, SQLite): state, runs, their steps and attempts, cache,
+the tokens and audit of `elt serve`.
 
 SQLite in WAL mode lets a run write while `elt runs` / `elt state` read; every write is one short
 transaction so concurrent processes wait (busy timeout) instead of failing.
@@ -63,6 +64,59 @@ CREATE TABLE IF NOT EXISTS step_cache (
     created_at  TEXT NOT NULL,
     PRIMARY KEY (pipeline, step)
 );
+-- Schedules and triggers (elt/schedule/): a row is claimed by one INSERT, so that two schedulers on
+-- one database never fire the same slot or the same file twice.
+CREATE TABLE IF NOT EXISTS schedule_slots (
+    schedule   TEXT NOT NULL,
+    slot       TEXT NOT NULL,   -- ISO time (UTC) of the slot
+    owner      TEXT NOT NULL,   -- the scheduler (or `elt schedule run`) that fired it
+    fired_at   TEXT NOT NULL,
+    run_id     TEXT,
+    status     TEXT NOT NULL,   -- running | success | failed | interrupted | missed
+    PRIMARY KEY (schedule, slot)
+);
+CREATE TABLE IF NOT EXISTS trigger_events (
+    trigger    TEXT NOT NULL,
+    event      TEXT NOT NULL,   -- file:PATH#FINGERPRINT | run:RUN_ID (completion) | fire:RUN_ID (API)
+    owner      TEXT NOT NULL,
+    fired_at   TEXT NOT NULL,
+    run_id     TEXT,
+    status     TEXT NOT NULL,
+    PRIMARY KEY (trigger, event)
+);
+CREATE TABLE IF NOT EXISTS schedulers (
+    owner        TEXT PRIMARY KEY,  -- host:pid:random
+    pid          INTEGER NOT NULL,
+    host         TEXT NOT NULL,
+    started_at   TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,     -- a scheduler whose heartbeat is older than its lease is gone
+    stopped_at   TEXT
+);
+CREATE TABLE IF NOT EXISTS schedule_baselines (
+    name       TEXT PRIMARY KEY,  -- schedule:NAME | trigger:NAME
+    since      TEXT NOT NULL      -- when a scheduler first saw it: nothing before is due
+);
+CREATE TABLE IF NOT EXISTS api_tokens (   -- tokens of `elt serve` (elt/server/auth.py)
+    id           TEXT PRIMARY KEY,       -- public: the token reads elt_<id>_<secret>
+    name         TEXT,
+    role         TEXT NOT NULL,          -- viewer | operator | admin
+    hash         TEXT NOT NULL,          -- sha256$<salt>$<digest> of the secret; never the token itself
+    created_at   TEXT NOT NULL,
+    expires_at   TEXT,
+    revoked_at   TEXT,
+    last_used_at TEXT
+);
+CREATE TABLE IF NOT EXISTS api_audit (    -- one row per call to `elt serve`; never bodies or secrets
+    at       TEXT NOT NULL,
+    token_id TEXT,
+    role     TEXT,
+    method   TEXT NOT NULL,
+    path     TEXT NOT NULL,
+    status   INTEGER NOT NULL,
+    remote   TEXT,
+    seconds  REAL
+);
+CREATE INDEX IF NOT EXISTS api_audit_at ON api_audit(at);
 """
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 
+from elt.schedule.model import check_document as check_schedules
 from elt.yamlfile import LocatedDocument, join_path
 
 _TYPE_NAMES = {
@@ -47,6 +48,7 @@ def validate_document(doc: LocatedDocument) -> list[str]:
             where = f"key '{path}': " if path else ""
             problems.append((line, f"{doc.file.name}:{line}: {where}{message}"))
     problems.extend(_check_steps(doc))
+    problems.extend(check_schedules(doc))
     problems.sort(key=lambda p: p[0])
     return list(dict.fromkeys(message for _, message in problems))
 
@@ -205,4 +207,47 @@ def _check_needs(
         target = step.get("pipeline")
         if isinstance(target, str) and target not in pipelines:
             problem(f"{path}.pipeline", f"expected the name of a pipeline, got '{target}'")
+        arguments = step.get("arguments") if isinstance(step.get("arguments"), dict) else {}
+        for key, source in _step_references(arguments, f"{path}.arguments"):
+            if not _reaches(steps, i, source, pipelines):
+                problem(
+                    key,
+                    f"expected ${{steps.NAME.output}} of a step this one needs (directly or not), "
+                    f"got '${{steps.{source}.output}}'",
+                )
     return problems
+
+
+def _step_references(value: Any, key: str) -> list[tuple[str, str]]:
+    """(key path, step name) of each `${steps.NAME.output}` inside `value`."""
+    if isinstance(value, dict):
+        return [r for k, v in value.items() for r in _step_references(v, join_path(key, str(k)))]
+    if isinstance(value, list):
+        return [r for i, v in enumerate(value) for r in _step_references(v, join_path(key, i))]
+    if isinstance(value, str) and value.startswith("${steps.") and value.endswith(".output}"):
+        return [(key, value[len("${steps.") : -len(".output}")])]
+    return []
+
+
+def _reaches(steps: list[Any], index: int, source: str, pipelines: dict[str, Any]) -> bool:
+    """Whether step `source` (`SUB/STEP` for a step of the pipeline a `pipeline:` step SUB runs) is
+    upstream of `steps[index]` through `needs`."""
+    by_name = {s.get("name"): s for s in steps if isinstance(s, dict)}
+    head, _, rest = source.partition("/")
+    seen: set[str] = set()
+    todo = list(steps[index].get("needs") or [])
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        todo.extend(by_name[name].get("needs") or [])
+    if head not in seen:
+        return False
+    if not rest:
+        return True
+    child = pipelines.get(str(by_name[head].get("pipeline")))
+    child_steps = child.get("steps") if isinstance(child, dict) else None
+    names = [s.get("name") for s in child_steps or [] if isinstance(s, dict)]
+    inner = rest.partition("/")[0]
+    return isinstance(child_steps, list) and inner in names

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import click
 
+from elt.cli import config as config_commands
 from elt.cli import core
 from elt.cli import docs as docs_commands
 from elt.cli import install as install_commands
 from elt.cli import lineage as lineage_commands
 from elt.cli import preview as preview_commands
+from elt.cli import schedule as schedule_commands
+from elt.cli import secrets as secrets_commands
+from elt.cli import server as server_commands
 from elt.cli import state as state_commands
 from elt.cli.common import Context
 
@@ -47,10 +51,17 @@ for command in (
 ):  # fmt: skip
     cli.add_command(command)
 cli.add_command(state_commands.state)
+cli.add_command(config_commands.config)
+cli.add_command(secrets_commands.secrets)
 cli.add_command(install_commands.install)
 cli.add_command(preview_commands.preview)
 cli.add_command(docs_commands.docs)
 cli.add_command(lineage_commands.lineage)
+cli.add_command(schedule_commands.schedule)
+cli.add_command(schedule_commands.scheduler)
+cli.add_command(schedule_commands.trigger)
+cli.add_command(server_commands.serve)
+cli.add_command(server_commands.tokens)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,13 +80,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:
         from elt.errors import EltError
+        from elt.logs import mask  # secret values the command resolved never reach the terminal
 
         if debug:
-            traceback.print_exc()
+            click.echo(mask(traceback.format_exc()), err=True, nl=False)
         if isinstance(exc, EltError):
-            click.echo(f"error: {exc}", err=True)
+            click.echo(mask(f"error: {exc}"), err=True)
             sys.exit(exc.exit_code)
-        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo(mask(f"internal error: {type(exc).__name__}: {exc}"), err=True)
         if not debug:
             click.echo("  (run again with --debug for the traceback)", err=True)
         sys.exit(1)

@@ -119,7 +119,9 @@ def openlineage_config(project: Project) -> OpenLineageConfig | None:
                 f"'{miss.variable}' is not set",
                 hint=f"set it, add it to .env, or give a default: ${{{miss.variable}:-value}}",
             )
-    transport = dict(block.get("transport") or {})
+    from elt.secrets import resolve_secrets  # `api_key: ${secret:…}`, resolved only when events are sent
+
+    transport = dict(resolve_secrets(project, block.get("transport") or {}, "openlineage.transport"))
     kind = str(transport.get("type") or "file")
     path = Path(str(transport.get("path") or DEFAULT_PATH))
     return OpenLineageConfig(

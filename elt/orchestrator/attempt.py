@@ -20,6 +20,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from elt.logs import MaskedStream, mask, mask_json
 from elt.steps import StepContext, StepOutput
 
 # kind → (module, function) of its runner: run(spec, options, ctx) -> StepOutput
@@ -47,6 +48,7 @@ def run_attempt(request: dict[str, Any]) -> dict[str, Any]:
     """Run the step the request describes; never raises (an error is a result)."""
     from elt.errors import EltError
     from elt.project import load_project
+    from elt.secrets import resolve_secrets
 
     def log(line: str) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
@@ -67,6 +69,9 @@ def run_attempt(request: dict[str, Any]) -> dict[str, Any]:
             item=request.get("item"),
         )
         kind, spec, options = request["kind"], request["spec"], request["options"]
+        # `${secret:…}` in a step resolve here, in the attempt: the request file keeps the references
+        where = f"pipelines.{request['pipeline']}"
+        spec, options = resolve_secrets(project, spec, where), resolve_secrets(project, options, where)
         fingerprint = None
         if kind in CACHEABLE and request.get("cache_expire") is not None:
             fingerprint, cached = _cached(project.system_db, kind, spec, options, ctx, request)
@@ -122,9 +127,16 @@ def main(argv: list[str]) -> int:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     # SIGTERM (elt died, or the run was interrupted) ends the whole group: a shell step's children too.
     signal.signal(signal.SIGTERM, _die_with_group)
-    result = run_attempt(request)
+    # The log file and the result never hold a secret's value: whatever the step prints, its error and
+    # its output are masked with the secrets resolved in this process.
+    sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
+    try:
+        result = mask_json(run_attempt(request))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
     tmp = Path(request["result"] + ".tmp")
-    tmp.write_text(json.dumps(result, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(result, default=lambda value: mask(str(value))), encoding="utf-8")
     tmp.replace(request["result"])
     return 0
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ class RunOptions:
     wait: bool = False
     resume: RunRecord | None = None
     request: dict[str, Any] = field(default_factory=dict)  # stored with the run, for --resume
+    run_id: str | None = None  # chosen by whoever started the run (the API answers with it); else new
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,9 @@ class _Execution:
         self.results: dict[str, StepResult] = {}
         self.stopped_by: str | None = None
         self.resources = {n: _resources(project, self.graph.nodes[n]["spec"]) for n in self.graph}
+        self.limits = {
+            n: found for n in self.graph if (found := concurrency_limit(n, self.graph.nodes[n]["spec"]))
+        }
         self.rows_done = 0
         self.meter = RateMeter()
         self.progress_at = 0.0
@@ -161,7 +166,7 @@ class _Execution:
 
     def run(self) -> RunResult:
         self.record = self.runs.start(
-            "run", self.pipeline.name, self.project.environment, self.options.request
+            "run", self.pipeline.name, self.project.environment, self.options.request, self.options.run_id
         )
         self.logs_dir = self.project.system_dir / "logs" / self.record.run_id
         self.work_dir = self.project.system_dir / "runs" / self.record.run_id
@@ -176,6 +181,7 @@ class _Execution:
                 time.sleep(_POLL_SECONDS)
         except BaseException:
             self._kill_all()
+            self._mark_interrupted()
             self.reporter.done_progress()
             self.runs.finish(self.record, "failed", time.monotonic() - started, {}, "interrupted")
             raise
@@ -207,6 +213,17 @@ class _Execution:
         """Tell the pipeline's webhooks, in the background: a slow hook holds no step back."""
         hooks = [hook for hook in self.pipeline.notify if event in hook.events]
         if not hooks:
+            return
+        from dataclasses import replace
+
+        from elt.secrets import resolve_secrets
+
+        try:  # `${secret:…}` in a hook's url or headers: resolved only when it is called
+            hooks = [replace(hook, url=resolve_secrets(self.project, hook.url, "notify"),
+                             headers=resolve_secrets(self.project, dict(hook.headers), "notify"))
+                     for hook in hooks]  # fmt: skip
+        except EltError as error:
+            self.reporter.event("notify_failed", f"warning: {error}", run_id=self.record.run_id)
             return
         body = payload(
             event, pipeline=self.pipeline.name, run_id=self.record.run_id,
@@ -345,6 +362,7 @@ class _Execution:
     def _start_ready(self) -> None:
         running = [t for ts in self.tasks.values() for t in ts if t.state == "running"]
         busy = {r for t in running for r in self.resources[t.node]}
+        held = Counter(self.limits[t.node][0] for t in running if t.node in self.limits)
         limit = max(1, self.pipeline.max_parallel)
         clock = time.monotonic()
         for node in nx.topological_sort(self.graph):
@@ -366,9 +384,14 @@ class _Execution:
                     continue
                 if busy & self.resources[node]:
                     continue
+                capped = self.limits.get(node)  # `concurrency:`
+                if capped is not None and held[capped[0]] >= capped[1]:
+                    continue
                 self._launch(task)
                 running.append(task)
                 busy |= self.resources[node]
+                if capped is not None:
+                    held[capped[0]] += 1
 
     def _launch(self, task: _Task) -> None:
         task.attempt += 1
@@ -388,7 +411,7 @@ class _Execution:
             "kind": task.spec.kind,
             "spec": task.spec.spec,
             "options": options,
-            "variables": self.pipeline.variables,
+            "variables": self.pipeline.variables if task.spec.variables is None else task.spec.variables,
             "upstream": {p: self.outputs.get(p, {}) for p in self.graph.predecessors(task.node)},
             "earlier": {p: self.outputs.get(p, {}) for p in nx.ancestors(self.graph, task.node)},
             "item": task.item,
@@ -546,6 +569,22 @@ class _Execution:
                 if task.state == "running" and task.proc is not None:
                     _kill_group(task.proc)
 
+    def _mark_interrupted(self) -> None:
+        """Steps and attempts cut short by an interruption (Ctrl-C, a scheduler stopping) are recorded
+        as failed, so that history shows no step still running and `elt run --resume` runs them again."""
+        error = "interrupted: the run was stopped"
+        for tasks in self.tasks.values():
+            for task in tasks:
+                if task.state != "running":
+                    continue
+                self.runs.attempt(self.record.run_id, AttemptRecord(
+                    task.name, task.attempt, "failed", task.started_at or now(), now(),
+                    time.monotonic() - task.started, error, str(task.log_file)))  # fmt: skip
+                self.runs.step(self.record, StepRecord(
+                    task.position, task.name, task.spec.kind, "failed", None, now(),
+                    time.monotonic() - task.first_started, {}, error, attempts=task.attempt,
+                    log_file=str(task.log_file)))  # fmt: skip
+
     def _position(self, name: str) -> int:
         node = name.split("[", 1)[0]
         base = int(self.graph.nodes[node]["position"]) * 1000 if node in self.graph else 0
@@ -562,6 +601,17 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def concurrency_limit(node: str, spec: StepSpec) -> tuple[str, int] | None:
+    """(key, limit) of a step's `concurrency:`: `N` lets N instances of the step (`for_each`) run at
+    once; `{key: K, limit: N}` lets N attempts of the steps sharing key K run at once. None: no limit."""
+    value = spec.options.get("concurrency")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return str(value.get("key") or f"step:{node}"), max(1, int(value.get("limit", 1)))
+    return f"step:{node}", max(1, int(value))
 
 
 def _resources(project: Project, spec: StepSpec) -> set[str]:
@@ -595,16 +645,20 @@ def run_request(
     project: Project,
     blocks: list[str],
     *,
-    variables: dict[str, str] | None = None,
+    variables: dict[str, Any] | None = None,
     only: tuple[str, ...] = (),
     start: str | None = None,
     no_cache: bool = False,
     wait: bool = False,
     resume: str | None = None,
+    run_id: str | None = None,
+    trigger: dict[str, Any] | None = None,
     reporter: Reporter,
     on_step: Callable[[StepResult], None] | None = None,
 ) -> RunResult:
-    """What `elt run` does: a pipeline or blocks (or the run `resume` again), with the CLI's options."""
+    """What `elt run` does: a pipeline or blocks (or the run `resume` again), with the CLI's options;
+    `run_id` names the run when its starter chose the id beforehand; `trigger` says what started it (a
+    schedule's slot, a trigger's files), kept in the run's request."""
     from elt.orchestrator.model import pipeline_from_blocks
 
     previous = None
@@ -625,5 +679,7 @@ def run_request(
     request = {"blocks": blocks, "variables": variables or {}, "only": list(only), "from": start}
     if previous is not None:
         request["resumed_from"] = previous.run_id
-    options = RunOptions(only, start, no_cache, wait, previous, request)
+    if trigger is not None:
+        request["trigger"] = trigger
+    options = RunOptions(only, start, no_cache, wait, previous, request, run_id)
     return run_pipeline(project, pipeline, reporter, options, on_step)

@@ -61,6 +61,9 @@ class StepSpec:
     for_each: Any = None  # a list, or "${steps.NAME.output}"
     cache_expire: float | None = None  # seconds, from `cache: {expire: 1h}`
     options: dict[str, Any] = field(default_factory=dict)  # the rest (env, full_refresh, …)
+    # the variables of the pipeline that declared the step, when it is nested (`pipeline:` steps);
+    # None: the run's pipeline's
+    variables: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def _variable(name: str, variables: dict[str, Any], where: str) -> Any:
 
 
 def load_pipeline(
-    project: Project, name: str, overrides: dict[str, str] | None = None, *, _parents: tuple[str, ...] = ()
+    project: Project, name: str, overrides: dict[str, Any] | None = None, *, _parents: tuple[str, ...] = ()
 ) -> PipelineSpec:
     """The pipeline `name` of `pipelines:`, with `pipeline:` steps expanded into `PARENT/CHILD` steps."""
     pipelines = project.data.get("pipelines") or {}
@@ -134,7 +137,11 @@ def load_pipeline(
         if step.kind != "pipeline":
             steps.append(step)
             continue
-        child = load_pipeline(project, step.spec, overrides, _parents=(*_parents, name))
+        # a `pipeline:` step's `variables:` (interpolated with this pipeline's) win over --var values
+        given = step.options.get("variables") or {}
+        if not isinstance(given, dict):
+            raise ProjectError(f"{where}.variables: expected a mapping of variable names to values")
+        child = load_pipeline(project, step.spec, {**(overrides or {}), **given}, _parents=(*_parents, name))
         steps.extend(_nest(step, child))
     declared = {s.name for s in steps}
     for step in steps:
@@ -167,9 +174,10 @@ def _nest(parent: StepSpec, child: PipelineSpec) -> list[StepSpec]:
                 s.timeout,
                 s.on_failure,
                 s.condition,
-                s.for_each,
+                _nested_references(s.for_each, parent.name, inner),
                 s.cache_expire,
-                s.options,
+                _nested_references(s.options, parent.name, inner),
+                s.variables if s.variables is not None else child.variables,
             )  # fmt: skip
         )
     barrier = StepSpec(
@@ -177,6 +185,20 @@ def _nest(parent: StepSpec, child: PipelineSpec) -> list[StepSpec]:
         parent.on_failure, parent.condition, None, None, {"steps": [s.name for s in nested]},
     )  # fmt: skip
     return [*nested, barrier]
+
+
+def _nested_references(value: Any, parent: str, inner: set[str]) -> Any:
+    """`${steps.X.output}` of a step X of a nested pipeline, renamed as the step is: `PARENT/X`."""
+    if isinstance(value, str):
+        match = STEP_OUTPUT.match(value)
+        if match and match.group(1) in inner:
+            return "${steps." + f"{parent}/{match.group(1)}" + ".output}"
+        return value
+    if isinstance(value, list):
+        return [_nested_references(v, parent, inner) for v in value]
+    if isinstance(value, dict):
+        return {k: _nested_references(v, parent, inner) for k, v in value.items()}
+    return value
 
 
 def _step(raw: dict[str, Any], variables: dict[str, Any], where: str) -> StepSpec:
@@ -221,7 +243,7 @@ def _step(raw: dict[str, Any], variables: dict[str, Any], where: str) -> StepSpe
 
 
 def pipeline_from_blocks(
-    project: Project, blocks: list[str], overrides: dict[str, str] | None = None
+    project: Project, blocks: list[str], overrides: dict[str, Any] | None = None
 ) -> PipelineSpec:
     """Steps from Meltano-style blocks: `TAP TARGET`, `dbt:COMMAND`, a job's or a pipeline's name.
 
@@ -244,11 +266,11 @@ def pipeline_from_blocks(
         needs = (chained[-1].name,) if chained else ()
         chained.append(StepSpec(name, step.kind, step.spec, needs, step.retries, step.timeout,
                                 step.on_failure, step.condition, step.for_each, step.cache_expire,
-                                step.options))  # fmt: skip
+                                step.options, step.variables))  # fmt: skip
     return PipelineSpec(" ".join(blocks), tuple(chained), 1, dict(overrides or {}), sequential=True)
 
 
-def _block_steps(project: Project, blocks: list[str], overrides: dict[str, str] | None) -> list[StepSpec]:
+def _block_steps(project: Project, blocks: list[str], overrides: dict[str, Any] | None) -> list[StepSpec]:
     pipelines = project.data.get("pipelines") or {}
     jobs = {job["name"]: job["tasks"] for job in project.data.get("jobs") or []}
     steps: list[StepSpec] = []

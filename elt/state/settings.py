@@ -60,8 +60,13 @@ class _Settings:
             None,
         )
         self.env = project.environment_entry().get("state_backend") or {}
-        self.values: dict[str, Any] = deep_merge(self.top, self.env)
         self._check_variables()
+        from elt.secrets import resolve_secrets
+
+        self.values: dict[str, Any] = deep_merge(
+            resolve_secrets(project, self.top, "state_backend"),
+            resolve_secrets(project, self.env, f"environments[{self.env_index}].state_backend"),
+        )
 
     def path(self, key: str) -> str:
         """`environments[1].state_backend.uri` if the environment sets `key`, else `state_backend.uri`."""
