@@ -11,7 +11,8 @@ A pipeline step `python: blocks/score.py:score` runs it (elt/steps/python.py). W
 what the function returns:
 
 - `@loader`, `@transformer` return a DataFrame or Arrow table: it replaces the warehouse table
-  `blocks.NAME` (NAME: the function's, or `table=`; another schema with `schema=`);
+  `blocks.NAME` (NAME: the function's, or `table=`; another schema with `schema=`); with `strict=False`
+  any other result becomes the step's JSON value instead of failing the step;
 - `@exporter` returns anything: the step's value; nothing is written to the warehouse;
 - `@check` returns True/None/"" or a table without rows to pass; False, a message or a DataFrame of the
   failing rows fail the step, naming the block and why.
@@ -43,10 +44,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class Block:
-    """What a decorator says of a function: its kind and options (`table`, `schema`)."""
+    """What a decorator says of a function: its kind and options (`table`, `schema`, `strict`)."""
 
     kind: str
     options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def strict(self) -> bool:
+        """Whether a loader's or transformer's result must be a table (`strict=False`: else a value)."""
+        return self.options.get("strict", True) is not False
 
     def table(self, function_name: str, step_options: dict[str, Any]) -> tuple[str, str] | None:
         """(schema, table) the block's result replaces, or None for kinds that write nothing.
@@ -70,12 +76,16 @@ def _decorator(kind: str) -> Any:
     @overload
     def decorate(function: F) -> F: ...
     @overload
-    def decorate(*, table: str | None = None, schema: str | None = None) -> Callable[[F], F]: ...
+    def decorate(
+        *, table: str | None = None, schema: str | None = None, strict: bool | None = None
+    ) -> Callable[[F], F]: ...
 
     def decorate(function: Any = None, **options: Any) -> Any:
-        unknown = set(options) - {"table", "schema"}
+        unknown = set(options) - {"table", "schema", "strict"}
         if unknown:
-            raise TypeError(f"@{kind}: unknown option(s) {', '.join(sorted(unknown))} (known: table, schema)")
+            raise TypeError(
+                f"@{kind}: unknown option(s) {', '.join(sorted(unknown))} (known: table, schema, strict)"
+            )
 
         def mark(fn: F) -> F:
             setattr(fn, _MARK, Block(kind, {k: v for k, v in options.items() if v is not None}))
@@ -84,7 +94,9 @@ def _decorator(kind: str) -> Any:
         return mark(function) if callable(function) else mark
 
     decorate.__name__ = kind
-    decorate.__doc__ = f"Mark a function as a {kind} block: `@{kind}` or `@{kind}(table=..., schema=...)`."
+    decorate.__doc__ = (
+        f"Mark a function as a {kind} block: `@{kind}` or `@{kind}(table=..., schema=..., strict=...)`."
+    )
     return decorate
 
 
@@ -241,7 +253,7 @@ def _decorated_with_refs(path: Path) -> dict[str, tuple[Block, tuple[str, ...]]]
         return {}  # the step that runs the file reports it
     found: dict[str, tuple[Block, tuple[str, ...]]] = {}
     for node in tree.body:
-        if not isinstance(node, ast.FunctionDef):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for decorator in node.decorator_list:
             call = decorator if isinstance(decorator, ast.Call) else None

@@ -321,24 +321,29 @@ def preview_block(project: Project, spec: str, limit: int) -> Preview:
     from elt.steps.python import _as_arrow, call_block, check_failure
     from elt.steps.warehouse import json_safe
 
-    pipeline_name, step_name, variables, upstream = "", "preview", {}, {}
+    pipeline_name, step_name, variables, upstream, earlier = "", "preview", {}, {}, {}
+    options: dict[str, Any] = {}
     for name, step in _python_steps(project):
         if _same_block(project, step.spec, spec):
+            import networkx as nx
+
             from elt.orchestrator.dag import build_graph
             from elt.orchestrator.model import load_pipeline
 
             pipeline = load_pipeline(project, name)
             graph = build_graph(project, pipeline)
-            outputs = last_outputs(project.system_db, name, list(graph.predecessors(step.name)))
-            pipeline_name, step_name, variables = name, step.name, dict(pipeline.variables)
-            upstream = {k: output_from_json(v) for k, v in outputs.items()}
+            outputs = last_outputs(project.system_db, name, list(nx.ancestors(graph, step.name)))
+            pipeline_name, step_name, options = name, step.name, step.options
+            variables = dict(pipeline.variables if step.variables is None else step.variables)
+            earlier = {k: output_from_json(v) for k, v in outputs.items()}
+            upstream = {k: v for k, v in earlier.items() if k in set(graph.predecessors(step.name))}
             break
 
     def log(line: str) -> None:
         print(line, file=sys.stderr)
 
-    ctx = StepContext(project, "preview", pipeline_name, step_name, variables, upstream, log)
-    result, block, _ = call_block(spec, ctx)
+    ctx = StepContext(project, "preview", pipeline_name, step_name, variables, upstream, log, earlier=earlier)
+    result, block, _ = call_block(spec, ctx, options)
     if block is not None and block.kind == "check":
         reason = check_failure(result)
         table = _as_arrow(result)

@@ -191,3 +191,121 @@ def test_only_gives_a_python_step_its_upstream_values_of_the_last_run(write_proj
 
     assert list(only) == ["double"] and only["double"]["status"] == "success"
     assert json.loads((project / "double.json").read_text()) == [42, ["count"]]
+
+
+def outputs(project: Path, run_id: str) -> dict[str, Any]:
+    shown = json.loads(run_elt("runs", "show", run_id, "--format", "json", cwd=project).stdout)
+    return {s["name"]: (s.get("output") or {}).get("value") for s in shown["steps"]}
+
+
+def test_arguments_give_a_block_earlier_steps_values_the_item_and_variables_by_parameter(
+    write_project,
+) -> None:
+    project = write_project("""
+        version: 1
+        pipelines:
+          p:
+            variables: {factor: 3, folder: out}
+            steps:
+              - {name: numbers, python: blocks/calc.py:numbers, arguments: {count: 3}}
+              - name: frame
+                python: blocks/calc.py:frame
+                needs: [numbers]
+                arguments: {values: "${steps.numbers.output}"}
+              - name: scaled
+                python: blocks/calc.py:scale
+                needs: [numbers, frame]
+                arguments:
+                  values: "${steps.numbers.output}"
+                  by: "${vars.factor}"
+                  table: "${steps.frame.output}"
+              - name: each
+                python: blocks/calc.py:each
+                needs: [scaled]
+                for_each: "${steps.scaled.output}"
+                arguments: {value: "${for_each.item}", path: "${vars.folder}/${for_each.item}.txt"}
+              - name: total
+                python: blocks/calc.py:total
+                needs: [each]
+                arguments: {parts: ["${steps.numbers.output}", "${steps.each.output}"]}
+        """)  # fmt: skip
+    write(project, "blocks/calc.py", """
+        import asyncio
+
+        import pandas as pd
+        from elt.blocks import exporter, loader, transformer
+
+        @loader(strict=False)
+        def numbers(count):
+            return list(range(1, count + 1))
+
+        @transformer
+        def frame(values):
+            return pd.DataFrame({"v": values})
+
+        @transformer(strict=False)
+        async def scale(values, by, table):
+            await asyncio.sleep(0)
+            return [v * by + int(table["v"].sum()) for v in values]
+
+        @exporter
+        def each(value, path):
+            return f"{path}={value}"
+
+        @exporter
+        def total(parts, numbers=None):
+            return {"parts": parts, "by_name": numbers}
+        """)  # fmt: skip
+
+    result = run(project, "p")
+
+    assert {s["name"]: s["status"] for s in result["steps"]}["total"] == "success", result
+    values = outputs(project, result["run_id"])
+    assert values["numbers"] == [1, 2, 3]  # a @loader(strict=False) that returns no table: its value
+    assert values["frame"] is None and query(project, "SELECT sum(v) FROM blocks.frame") == [(6,)]
+    assert values["scaled"] == [9, 12, 15]  # awaited; `table` was the DataFrame of `frame`
+    assert values["each"] == ["out/9.txt=9", "out/12.txt=12", "out/15.txt=15"]
+    # a reference to a step two steps up; a parameter named after a step that is not upstream: default
+    assert values["total"] == {"parts": [[1, 2, 3], values["each"]], "by_name": None}
+
+
+def test_a_strict_transformer_still_refuses_a_value_and_arguments_name_real_parameters(
+    write_project,
+) -> None:
+    project = write_project("""
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {name: strict, python: blocks/b.py:strict}
+          q:
+            steps:
+              - {name: wrong, python: blocks/b.py:plain, arguments: {nope: 1}}
+        """)  # fmt: skip
+    write(project, "blocks/b.py", """
+        from elt.blocks import transformer
+
+        @transformer
+        def strict():
+            return [1, 2]
+
+        def plain(x):
+            return x
+        """)  # fmt: skip
+
+    failed = steps(run(project, "p", code=1))["strict"]
+    assert "returned list, but the block is a @transformer that writes blocks.strict" in failed["error"]
+    wrong = steps(run(project, "q", code=1))["wrong"]
+    assert "`arguments` names 'nope', which is no parameter of the function" in wrong["error"]
+    write(project, "elt.yml", """
+        version: 1
+        pipelines:
+          r:
+            steps:
+              - {name: a, python: blocks/b.py:plain, arguments: {x: 1}}
+              - {name: b, python: blocks/b.py:plain, arguments: {x: "${steps.a.output}"}}
+        """)  # fmt: skip
+    invalid = run_elt("validate", cwd=project, check=False)
+    assert invalid.returncode != 0
+    assert "pipelines.r.steps[1].arguments.x" in invalid.stderr
+    assert "expected ${steps.NAME.output} of a step this one needs" in invalid.stderr

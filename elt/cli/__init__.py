@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from elt.cli import config as config_commands
+from elt.cli import convert as convert_commands
 from elt.cli import core
 from elt.cli import docs as docs_commands
 from elt.cli import install as install_commands
@@ -57,6 +58,7 @@ cli.add_command(install_commands.install)
 cli.add_command(preview_commands.preview)
 cli.add_command(docs_commands.docs)
 cli.add_command(lineage_commands.lineage)
+cli.add_command(convert_commands.convert)
 cli.add_command(schedule_commands.schedule)
 cli.add_command(schedule_commands.scheduler)
 cli.add_command(schedule_commands.trigger)

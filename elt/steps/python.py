@@ -4,7 +4,9 @@ The file is imported by path for the call only: it and the project modules it im
 `sys.modules` afterwards, so two blocks with the same file name, or a block edited between two calls,
 never see each other's code. The function gets, by the names of its parameters, `context` (the
 StepContext), `variables`, `item` (of `for_each`), `inputs` (upstream steps' values by step name), any
-pipeline variable, or an upstream step's value by that step's name.
+pipeline variable, or an upstream step's value by that step's name; the step's `arguments:` give
+parameters values explicitly (`${steps.NAME.output}` of any earlier step, `${for_each.item}`,
+`${vars.NAME}`, literals). An `async def` function is run to completion with `asyncio.run`.
 
 A pandas DataFrame or Arrow table returned with the option `table: NAME` (and `schema:`, default `main`)
 replaces that table in the DuckDB warehouse that dbt reads; anything else returned becomes the step's
@@ -13,12 +15,14 @@ JSON value.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hashlib
 import importlib.util
 import inspect
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -54,13 +58,16 @@ def run_python(spec: str, options: dict[str, Any], ctx: StepContext) -> StepOutp
     """
     if options.get("isolate"):
         return run_isolated(spec, options, ctx)
-    result, block, function_name = call_block(spec, ctx)
+    result, block, function_name = call_block(spec, ctx, options)
     return _output(result, spec, options, ctx, block, function_name)
 
 
-def call_block(spec: str, ctx: StepContext) -> tuple[Any, Block | None, str]:
-    """Call the function of `spec` with its arguments from `ctx`; (what it returned, its Block or None
-    for a plain function, its name). Nothing is written: `elt preview` shows the result as it is."""
+def call_block(
+    spec: str, ctx: StepContext, options: dict[str, Any] | None = None
+) -> tuple[Any, Block | None, str]:
+    """Call the function of `spec` with its arguments from `ctx` and the step's `arguments:` (in
+    `options`); (what it returned, its Block or None for a plain function, its name). A coroutine
+    function is awaited. Nothing is written: `elt preview` shows the result as it is."""
     path, function_name = parse_spec(spec, ctx)
     with imported(path, ctx.project.root) as module:
         function = getattr(module, function_name, None)
@@ -76,9 +83,12 @@ def call_block(spec: str, ctx: StepContext) -> tuple[Any, Block | None, str]:
             )
         block = block_of(function)
         with running_in(ctx.project):
-            arguments = call_arguments(function, ctx, spec, tables=block is not None)
+            given = step_arguments(function, (options or {}).get("arguments"), ctx, spec)
+            arguments = call_arguments(function, ctx, spec, tables=block is not None, given=given)
             try:
                 result = function(**arguments)
+                if inspect.iscoroutine(result):  # an `async def` block
+                    result = asyncio.run(result)
             except EltError as error:  # from elt's own helpers (`ref()`): keep their hint
                 raise RunError(describe_failure(spec, path, error), hint=error.hint) from error
             except Exception as error:
@@ -142,9 +152,15 @@ def _is_project_module(module: ModuleType, folders: list[str]) -> bool:
 
 
 def call_arguments(
-    function: Callable[..., Any], ctx: StepContext, spec: str, *, tables: bool = False
+    function: Callable[..., Any],
+    ctx: StepContext,
+    spec: str,
+    *,
+    tables: bool = False,
+    given: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The keyword arguments `function` asks for, from the step's context.
+    """The keyword arguments `function` asks for, from the step's context; `given` (the step's resolved
+    `arguments:`) win over names, and may name parameters a `**kwargs` takes.
 
     With `tables` (a decorated block), a parameter named after an upstream step that wrote a warehouse
     table (a transformer, a python step with `table:`) gets that table as a DataFrame, not its value.
@@ -154,7 +170,12 @@ def call_arguments(
         wanted = set(inspect.signature(function).parameters)
         for name, output in ctx.upstream.items():
             table = output.summary.get("table") if isinstance(output.summary, dict) else None
-            if name in wanted and isinstance(table, str) and output.value is None:
+            if (
+                name in wanted
+                and name not in (given or {})
+                and isinstance(table, str)
+                and output.value is None
+            ):
                 inputs[name] = ref(table)
     offered: dict[str, Any] = {
         **inputs,
@@ -163,8 +184,9 @@ def call_arguments(
         "variables": dict(ctx.variables),
         "item": ctx.item,
         "inputs": inputs,
+        **(given or {}),
     }
-    arguments: dict[str, Any] = {}
+    arguments: dict[str, Any] = {k: v for k, v in (given or {}).items()}
     for parameter in inspect.signature(function).parameters.values():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
@@ -177,6 +199,62 @@ def call_arguments(
                 hint=f"a block's parameters are taken by name from: {', '.join(known)}; or give it a default",
             )
     return arguments
+
+
+_ITEM = re.compile(r"\$\{for_each\.item\}")
+
+
+def step_arguments(
+    function: Callable[..., Any], arguments: Any, ctx: StepContext, spec: str
+) -> dict[str, Any]:
+    """The step's `arguments:` (parameter name → value) with references resolved.
+
+    `${steps.NAME.output}` is the value of step NAME, which must be upstream of this one (directly or
+    not); a step that wrote a warehouse table gives that table as a DataFrame. `${for_each.item}` is the
+    `for_each` element (inside a longer string, its text). `${vars.NAME}` was replaced when the pipeline
+    was loaded. Lists and mappings are resolved element by element.
+    """
+    if arguments is None:
+        return {}
+    if not isinstance(arguments, dict):
+        raise ProjectError(f"{spec}: `arguments` must map parameter names to values, got {arguments!r}")
+    parameters = inspect.signature(function).parameters
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    for name in arguments:
+        if name not in parameters and not open_ended:
+            raise ProjectError(
+                f"{spec}: `arguments` names '{name}', which is no parameter of the function",
+                hint=f"its parameters: {', '.join(parameters) or 'none'}",
+            )
+    return {str(name): _resolve_argument(value, ctx, spec, str(name)) for name, value in arguments.items()}
+
+
+def _resolve_argument(value: Any, ctx: StepContext, spec: str, name: str) -> Any:
+    from elt.orchestrator.model import STEP_OUTPUT
+
+    if isinstance(value, list):
+        return [_resolve_argument(v, ctx, spec, name) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve_argument(v, ctx, spec, name) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    match = STEP_OUTPUT.match(value)
+    if match:
+        source = match.group(1)
+        output = ctx.earlier.get(source) or ctx.upstream.get(source)
+        if output is None:
+            raise ProjectError(
+                f"{spec}: argument '{name}' takes the output of step '{source}', which is not upstream "
+                f"of step '{ctx.step}'",
+                hint=f"add '{source}' to the step's `needs`",
+            )
+        table = output.summary.get("table") if isinstance(output.summary, dict) else None
+        if isinstance(table, str) and output.value is None:
+            return ref(table)
+        return output.value
+    if _ITEM.fullmatch(value):
+        return ctx.item
+    return _ITEM.sub(lambda _: ctx.item if isinstance(ctx.item, str) else json.dumps(ctx.item), value)
 
 
 def describe_failure(spec: str, path: Path, error: BaseException) -> str:
@@ -204,6 +282,8 @@ def _output(
     where = block.table(function_name, options) if block is not None else None
     if where is None and options.get("table"):
         where = str(options.get("schema") or DEFAULT_SCHEMA), str(options["table"])
+    if where is not None and table is None and block is not None and not block.strict:
+        where = None  # `@transformer(strict=False)`: a result that is no table is the step's value
     if where is not None:
         schema, name = where
         if table is None:
