@@ -11,6 +11,7 @@ lines, and the state stays at the last point the target made durable.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -20,12 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from elt import handoff, inprocess
 from elt.chain import ChainResult, Stage, run_chain, summarize_stderr
@@ -34,7 +36,7 @@ from elt.logs import Redactor, Reporter
 from elt.plugins import Plugin, check_builtin_config, executable_path, find_plugin, secret_values
 from elt.project import Project
 from elt.singer import StreamSelection, select_catalog, selection_report, stream_names
-from elt.state import LockHolder, StateStore, open_state_store, state_id_for, without_streams
+from elt.state import LockHolder, StateRecord, open_state_store, state_id_for, without_streams
 
 if TYPE_CHECKING:
     from elt.lineage.openlineage import SyncEvents
@@ -150,13 +152,81 @@ def run_sync(
         return result
 
 
+def sync_partition(
+    project: Project,
+    tap_name: str,
+    target_name: str,
+    stream: str,
+    *,
+    tap_partition: dict[str, Any],
+    target_partition: dict[str, Any],
+    reporter: Reporter | None = None,
+    timeout: float | None = None,
+    log_file: Path | None = None,
+) -> SyncResult:
+    """Sync one range of one stream (elt/partitions.py): the tap's config gets `tap_partition` (the
+    rows to read), the target's `target_partition` (the partition id its ledger records).
+
+    It reads no state, writes none and takes no lock: the partitioned sync's commit step moves the
+    stream's bookmark, so that the partitions of one stream run side by side.
+    """
+    tap = find_plugin(project, tap_name, "extractors")
+    target = find_plugin(project, target_name, "loaders")
+    for plugin in (tap, target):
+        check_builtin_config(project, plugin)
+    tap = replace(tap, config={**tap.config, "partition": tap_partition})
+    target = replace(target, config={**target.config, "partition": target_partition})
+    executables = [executable_path(project, p) for p in (tap, target)]
+    reporter = reporter or Reporter()
+    reporter.redact.add(secret_values(tap.config) | secret_values(target.config))
+    state_id = state_id_for(project.environment, tap.name, target.name)
+    # a folder of its own: the partitions of one state id (a partition delivered twice too) run at once
+    token = uuid.uuid4().hex[:12]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", state_id)
+    log_file = log_file or project.system_dir / "logs" / folder / f"{stamp}-partition-{token}.log"
+    from elt.lineage.openlineage import SyncEvents
+
+    return _locked_sync(
+        project, tap, [], target, executables, _NO_STATE, state_id, time.monotonic(), reporter, log_file,
+        False, (glob.escape(stream),), "merge", False, timeout, SyncEvents(None, project, tap, target),
+        workdir_name=f"{state_id}-{token}",
+    )  # fmt: skip
+
+
+class _StateIO(Protocol):
+    """What a sync reads and writes of its state id (a StateStore's methods)."""
+
+    def get(self, state_id: str) -> StateRecord | None: ...
+
+    def save_partial(self, state_id: str, value: dict[str, Any]) -> None: ...
+
+    def complete(self, state_id: str, value: dict[str, Any], *, merge: bool = True) -> None: ...
+
+
+class _NoState:
+    """No state in, none kept: a partition's sync (its bookmark is the commit step's business)."""
+
+    def get(self, state_id: str) -> StateRecord | None:
+        return None
+
+    def save_partial(self, state_id: str, value: dict[str, Any]) -> None:
+        return None
+
+    def complete(self, state_id: str, value: dict[str, Any], *, merge: bool = True) -> None:
+        return None
+
+
+_NO_STATE = _NoState()
+
+
 def _locked_sync(
     project: Project,
     tap: Plugin,
     mapper_plugins: list[Plugin],
     target: Plugin,
     executables: list[Path],
-    store: StateStore,
+    store: _StateIO,
     state_id: str,
     started: float,
     reporter: Reporter,
@@ -167,9 +237,10 @@ def _locked_sync(
     refresh_catalog: bool,
     timeout: float | None,
     events: SyncEvents,
+    workdir_name: str | None = None,
 ) -> SyncResult:
     redact = reporter.redact
-    workdir = project.system_dir / "run" / re.sub(r"[^A-Za-z0-9_.-]", "_", state_id)
+    workdir = project.system_dir / "run" / re.sub(r"[^A-Za-z0-9_.-]", "_", workdir_name or state_id)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     log_file = log_file or (project.system_dir / "logs" / workdir.name / f"{stamp}.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +267,7 @@ def _locked_sync(
         wanted = _match_streams(select, known, tap.name) if select else None
         selected = select_catalog(catalog, tap.select, wanted, tap.metadata, tap.schema)
         catalog_file = write_json(workdir / "catalog.json", selected)
-        events.start(selected, _target_config(tap, target))
+        events.start(selected, target_config(tap, target))
 
         previous = store.get(state_id)
         state: dict[str, Any] = {} if previous is None else previous.effective
@@ -214,7 +285,7 @@ def _locked_sync(
                     state=state,
                     target_name=target.name,
                     target_builtin=str(target.builtin),
-                    target_config=_target_config(tap, target),
+                    target_config=target_config(tap, target),
                     on_state=lambda value: store.save_partial(state_id, value),
                     reporter=reporter,
                     log=log,
@@ -254,7 +325,7 @@ def _run_processes(
     mapper_plugins: list[Plugin],
     target: Plugin,
     executables: list[Path],
-    store: StateStore,
+    store: _StateIO,
     state_id: str,
     reporter: Reporter,
     log_file: Path,
@@ -276,8 +347,8 @@ def _run_processes(
     for index, mapper in enumerate(mapper_plugins):
         config = write_json(workdir / f"mapper{index}.config.json", mapper.config)
         stages.append(Stage(mapper.name, [str(executables[1 + index]), "--config", str(config)]))
-    target_config = write_json(workdir / "target.config.json", _target_config(tap, target))
-    stages.append(Stage(target.name, [str(executables[-1]), "--config", str(target_config)]))
+    target_file = write_json(workdir / "target.config.json", target_config(tap, target))
+    stages.append(Stage(target.name, [str(executables[-1]), "--config", str(target_file)]))
     _started(reporter, " → ".join(s.name for s in stages), "", state_id, tap, target, full_refresh)
     with log_file.open("a", encoding="utf-8") as log:
         chain = run_chain(
@@ -406,7 +477,8 @@ def connector_context(project: Project, env: dict[str, str]) -> Iterator[None]:
             os.environ.update(before_env)
 
 
-def _target_config(tap: Plugin, target: Plugin) -> dict[str, Any]:
+def target_config(tap: Plugin, target: Plugin) -> dict[str, Any]:
+    """The config a sync gives `target` (with the tap's load schema as its default schema)."""
     config = dict(target.config)
     # One schema per tap, as Meltano does: a built-in target loads into the tap's namespace.
     if target.builtin and "default_target_schema" not in config:

@@ -159,6 +159,8 @@ def _check_steps(doc: LocatedDocument) -> list[tuple[int, str]]:
                         f"({', '.join(STEP_TYPES)}), got {got}",
                     )
                 )
+            if "partition" in step:
+                problems.extend(_check_partition(doc, path, step))
             name = step.get("name")
             if isinstance(name, str):
                 if name in seen:
@@ -172,6 +174,29 @@ def _check_steps(doc: LocatedDocument) -> list[tuple[int, str]]:
                     )
                 seen.add(name)
         problems.extend(_check_needs(doc, pname, steps, pipelines))
+    return problems
+
+
+def _check_partition(doc: LocatedDocument, path: str, step: dict[str, Any]) -> list[tuple[int, str]]:
+    """A `partition:` is on a sync step of `TAP TARGET`, without for_each, and cuts one way."""
+    problems: list[tuple[int, str]] = []
+
+    def problem(key: str, message: str) -> None:
+        line = doc.line_of(key)
+        problems.append((line, f"{doc.file.name}:{line}: key '{key}': {message}"))
+
+    if "sync" not in step:
+        problem(f"{path}.partition", "expected on a sync step only (it partitions the sync of one stream)")
+    elif isinstance(step["sync"], str) and len(step["sync"].split()) != 2:
+        problem(f"{path}.sync", f"expected 'TAP TARGET' for a partitioned sync, got '{step['sync']}'")
+    if "for_each" in step:
+        problem(f"{path}.for_each", "expected no for_each on a partitioned sync: it runs once per partition")
+    partition = step["partition"]
+    if isinstance(partition, dict):
+        given = [key for key in ("count", "size", "every") if key in partition]
+        if len(given) != 1:
+            got = ", ".join(given) or "none"
+            problem(f"{path}.partition", f"expected exactly one of count, size or every, got {got}")
     return problems
 
 

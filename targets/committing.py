@@ -7,7 +7,9 @@ transaction committed before the sink returns, one sink at a time on its one con
 STATE written follows the commit of every row read before it. To emit STATE sooner than the SDK does
 (at end of input, or every five minutes), `drain_all()` is also called when that only writes STATE:
 after a full batch's commit leaves no stream with buffered rows (with `flush_all_streams`, the other
-streams are loaded first), and when a new STATE arrives while no stream holds buffered rows.
+streams are loaded first), and when a new STATE arrives while no stream holds buffered rows. A target
+whose batches share one transaction (target-postgres loading a partition, targets/target_postgres/ledger.py)
+holds STATE until `end_of_input` has committed it.
 
 The reader hands the RECORD lines of a stream loaded as it comes to its sink as they are, a run of lines
 at a time, to be parsed a batch at a time (targets/record_lines.py); every other line goes through
@@ -176,6 +178,7 @@ class CommittingTarget(Target):
         self._commits = 0
         self._commits_at_state = 0
         self._state_written: dict | None = None
+        self._state_held: dict | None = None  # STATE waiting for a transaction that spans batches
         self.on_state: Callable[[dict], None] | None = None  # where STATE goes instead of stdout
         super().__init__(
             config=config,
@@ -253,6 +256,15 @@ class CommittingTarget(Target):
             self._overwritten.add(table.key)
         self._commits += 1
         self._loads.submit(lambda: loaded(load(empty_first)))
+
+    def spanning_transaction(self) -> bool:
+        """Whether batches committed by `commit` still sit inside a transaction that spans them (a
+        partition's, targets/target_postgres/ledger.py): STATE waits until `end_of_input` commits it."""
+        return False
+
+    def end_of_input(self) -> None:
+        """After the last batch is loaded, before the connection closes: commit what spans batches."""
+        return None
 
     def wait_for_loads(self, *, raise_failure: bool = True) -> None:
         """Wait for the batch loading in the background (`commit_in_background`), if any."""
@@ -357,6 +369,9 @@ class CommittingTarget(Target):
         if state == self._state_written:
             return  # the same STATE again (e.g. the end-of-input drain) says nothing new
         self._loads.wait()  # the rows before it are committed
+        if self.spanning_transaction():
+            self._state_held = state  # written once that transaction has committed
+            return
         self._state_written = state
         if self.on_state is not None:
             self.on_state(state)  # elt runs this target in its own process (elt/inprocess.py)
@@ -378,6 +393,10 @@ class CommittingTarget(Target):
                     self._overwritten.add(key)
             super().process_endofpipe()
             self._loads.wait()
+            self.end_of_input()
+            if self._state_held is not None:
+                held, self._state_held = self._state_held, None
+                self._write_state_message(held)
         finally:
             self._loads.wait(raise_failure=False)
             self.close()

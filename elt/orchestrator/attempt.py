@@ -31,6 +31,10 @@ RUNNERS = {
     "python": ("elt.steps.python", "run_python"),
     "sql": ("elt.steps.sql", "run_sql"),
     "export": ("elt.steps.export", "run_export"),
+    # a partitioned sync's three steps (elt/partitions.py)
+    "partition-plan": ("elt.steps.partition", "run_partition_plan"),
+    "partition": ("elt.steps.partition", "run_partition"),
+    "partition-commit": ("elt.steps.partition", "run_partition_commit"),
 }
 CACHEABLE = ("python", "sql")
 

@@ -1,6 +1,8 @@
 """The dependency graph of a pipeline: explicit `needs`, and dbt steps' inferred dependencies on syncs.
 
 A step with `if: always` or `if: failure` and no `needs` runs after every other step (a finalizer).
+A partitioned sync's three steps (`NAME:plan`, `NAME`, `NAME:commit`) are selected together by `NAME`,
+and its commit stands for it as a sync.
 
 A dbt step depends on each sync step that loads a schema its selected models read as a dbt source,
 found in the dbt manifest (`<dbt project>/target/manifest.json`, written by any earlier dbt command).
@@ -20,6 +22,9 @@ import networkx as nx
 from elt.errors import EltError, ProjectError
 from elt.orchestrator.model import PipelineSpec, StepSpec
 from elt.project import Project
+
+# Steps that load a sync's streams, for the dbt steps that read them: a sync, a partitioned sync's commit.
+_LOADS = ("sync", "partition-commit")
 
 
 def build_graph(project: Project, pipeline: PipelineSpec) -> nx.DiGraph:
@@ -57,16 +62,27 @@ def build_graph(project: Project, pipeline: PipelineSpec) -> nx.DiGraph:
 
 
 def select_steps(graph: nx.DiGraph, only: tuple[str, ...] = (), start: str | None = None) -> set[str]:
-    """The steps to run: `only` these, or `start` and everything downstream of it, or all."""
+    """The steps to run: `only` these, or `start` and everything downstream of it, or all.
+
+    A partitioned sync's name stands for its three steps: plan, partitions and commit.
+    """
     for name in (*only, *([start] if start else [])):
         if name not in graph:
             known = ", ".join(graph.nodes)
             raise EltError(f"no step named '{name}' in this pipeline (steps: {known})")
     if only:
-        return set(only)
+        return {member for name in only for member in _partitioned(graph, name)}
     if start:
-        return {start} | nx.descendants(graph, start)
+        first = _partitioned(graph, start)[0]
+        return {first} | nx.descendants(graph, first)
     return set(graph.nodes)
+
+
+def _partitioned(graph: nx.DiGraph, name: str) -> list[str]:
+    """`name`, or a partitioned sync's three steps when it names one (its partitions' step)."""
+    if graph.nodes[name]["spec"].kind != "partition":
+        return [name]
+    return [f"{name}:plan", name, f"{name}:commit"]
 
 
 def manifest_path(project: Project) -> Path | None:
@@ -100,11 +116,11 @@ def _inferred_syncs(
     manifest: dict[str, Any] | None,
 ) -> list[str]:
     if manifest is None:
-        return [s.name for s in before if s.kind == "sync"]
+        return [s.name for s in before if s.kind in _LOADS]
     schemas = _source_schemas(manifest, dbt_step.spec)
     if schemas is None:
-        return [s.name for s in before if s.kind == "sync"]
-    return [s.name for s in every if s.kind == "sync" and _load_schema(project, s).lower() in schemas]
+        return [s.name for s in before if s.kind in _LOADS]
+    return [s.name for s in every if s.kind in _LOADS and _load_schema(project, s).lower() in schemas]
 
 
 def _source_schemas(manifest: dict[str, Any], command: str) -> set[str] | None:

@@ -4,13 +4,16 @@ A step is a mapping with a `name`, exactly one type key (`sync`, `dbt`, `python`
 `pipeline`, `shell`) and options. `${vars.NAME}` in a step's strings is replaced by the pipeline's
 variable (its default under `variables:`, or `elt run P --var NAME=VALUE`); `${steps.NAME.output}` is
 left for the executor, which knows outputs only once steps ran.
+
+A sync step with `partition:` becomes three steps (elt/partitions.py): `NAME:plan`, `NAME` (one instance
+per partition of the plan) and `NAME:commit`, which the steps that need `NAME` wait for.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from elt.errors import EltError, ProjectError
@@ -22,7 +25,7 @@ STEP_KINDS = ("sync", "dbt", "python", "sql", "export", "pipeline", "shell")
 CONDITIONS = ("success", "failure", "always")
 BACKOFFS = ("exponential", "linear", "fixed")
 _VAR = re.compile(r"\$\{vars\.([A-Za-z_][A-Za-z0-9_]*)\}")
-STEP_OUTPUT = re.compile(r"^\$\{steps\.([A-Za-z0-9_][A-Za-z0-9_.\-/]*)\.output\}$")
+STEP_OUTPUT = re.compile(r"^\$\{steps\.([A-Za-z0-9_][A-Za-z0-9_.\-/:]*)\.output\}$")
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,15 @@ def load_pipeline(
     for key, value in (overrides or {}).items():
         variables[key] = value
     steps: list[StepSpec] = []
+    partitioned = {str(raw.get("name")) for raw in entry["steps"] if "sync" in raw and "partition" in raw}
     for i, raw in enumerate(entry["steps"]):
         where = project.where(f"pipelines.{name}.steps[{i}]")
         step = _step(raw, variables, where)
+        # needing a partitioned sync is needing its commit: its rows are loaded and its bookmark moved
+        step = replace(step, needs=tuple(f"{n}:commit" if n in partitioned else n for n in step.needs))
+        if step.kind == "sync" and "partition" in step.options:
+            steps.extend(partition_steps(step, where))
+            continue
         if step.kind != "pipeline":
             steps.append(step)
             continue
@@ -164,6 +173,9 @@ def _nest(parent: StepSpec, child: PipelineSpec) -> list[StepSpec]:
     nested = []
     for s in child.steps:
         needs = tuple(f"{parent.name}/{n}" for n in s.needs if n in inner) or parent.needs
+        options = _nested_references(s.options, parent.name, inner)
+        if "part_of" in options:
+            options = {**options, "part_of": f"{parent.name}/{options['part_of']}"}
         nested.append(
             StepSpec(
                 f"{parent.name}/{s.name}",
@@ -176,7 +188,7 @@ def _nest(parent: StepSpec, child: PipelineSpec) -> list[StepSpec]:
                 s.condition,
                 _nested_references(s.for_each, parent.name, inner),
                 s.cache_expire,
-                _nested_references(s.options, parent.name, inner),
+                options,
                 s.variables if s.variables is not None else child.variables,
             )  # fmt: skip
         )
@@ -199,6 +211,29 @@ def _nested_references(value: Any, parent: str, inner: set[str]) -> Any:
     if isinstance(value, dict):
         return {k: _nested_references(v, parent, inner) for k, v in value.items()}
     return value
+
+
+def partition_steps(step: StepSpec, where: str) -> list[StepSpec]:
+    """A sync step with `partition:` as its three steps: `NAME:plan` (what to load), `NAME` (one instance
+    per partition of the plan, in parallel) and `NAME:commit` (moves the bookmark; it runs whatever
+    became of the partitions, so that those loaded count, and fails unless all of them were)."""
+    from elt.partitions import PartitionSpec
+
+    PartitionSpec.from_options(step.options["partition"], f"{where}.partition")
+    if step.for_each is not None:
+        raise ProjectError(f"{where}: a partitioned sync runs once per partition of its plan: no for_each")
+    if len(step.spec.split()) != 2:
+        raise ProjectError(f"{where}.sync: a partitioned sync is 'TAP TARGET', got '{step.spec}'")
+    options = {**step.options, "part_of": step.name}
+    plan = replace(step, name=f"{step.name}:plan", kind="partition-plan", options=options)
+    load = replace(
+        step, kind="partition", needs=(plan.name,), condition="success",
+        for_each="${steps." + plan.name + ".output}", options=options,
+    )  # fmt: skip
+    # not retried: it fails when partitions did, and what it could move is moved; the next run goes on
+    commit = replace(step, name=f"{step.name}:commit", kind="partition-commit", needs=(step.name,),
+                     retries=RetryPolicy(), condition="always", options=options)  # fmt: skip
+    return [plan, load, commit]
 
 
 def _step(raw: dict[str, Any], variables: dict[str, Any], where: str) -> StepSpec:

@@ -22,7 +22,7 @@ def run_sync_step(spec: str, options: dict[str, Any], ctx: StepContext) -> StepO
         names[0],
         names[-1],
         mappers=tuple(names[1:-1]),
-        reporter=Reporter(cast(TextIO, _LogStream(ctx)), tty=False),
+        reporter=step_reporter(ctx),
         full_refresh=bool(options.get("full_refresh")),
         state_strategy=str(options.get("state_strategy", "auto")),
         timeout=float(timeout) if timeout is not None else None,
@@ -31,6 +31,11 @@ def run_sync_step(spec: str, options: dict[str, Any], ctx: StepContext) -> StepO
     )
     summary = {**result.to_json(), "tap": names[0], "target": names[-1]}
     return StepOutput(rows=result.rows, value={"rows": result.rows}, summary=summary)
+
+
+def step_reporter(ctx: StepContext) -> Reporter:
+    """A Reporter whose lines go to the step's log."""
+    return Reporter(cast(TextIO, _LogStream(ctx)), tty=False)
 
 
 class _LogStream:

@@ -12,6 +12,10 @@ key is null are read on a full sync only.
 
 LOG_BASED reads the table's changes from a replication slot (`logical`), as RECORD messages whatever
 the `batch_config`; its first sync reads the table in full first, through the same COPY.
+
+With `partition: {stream, column, lower, upper}` in the config (elt's partitioned syncs,
+docs/partitions.md), that stream reads only the rows `lower <= column < upper`, unordered and without
+a bookmark: elt keeps the stream's bookmark itself.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from taps.tap_postgres import logical
 from taps.tap_postgres.batch_files import ParquetFiles, cut
 from taps.tap_postgres.binary_copy import copy_batches, to_arrow
 from taps.tap_postgres.discovery import Column, Table
+from taps.tap_postgres.partitions import custom_where_clauses, partition_column, range_condition
 from taps.tap_postgres.pgtypes import JsonValue, Wire
 from taps.tap_postgres.record_lines import RecordLines, json_value
 
@@ -313,8 +318,15 @@ class TableStream(Stream):
                 f"tap-postgres: stream '{self.name}' is LOG_BASED: its changes cannot be filtered by "
                 f"custom_where_clauses; remove them from stream_options.{self.name}"
             )
-        key = self.replication_key if method == "INCREMENTAL" else None
-        if method == "INCREMENTAL" and not key:
+        partition = self._partition()
+        if partition is not None and method == "LOG_BASED":
+            raise SyncError(
+                f"tap-postgres: stream '{self.name}' is LOG_BASED: it cannot be read in partitions; "
+                "make it FULL_TABLE or INCREMENTAL"
+            )
+        # A partition is a range of rows read in any order: the bookmark is elt's, not the stream's.
+        key = self.replication_key if method == "INCREMENTAL" and partition is None else None
+        if method == "INCREMENTAL" and not key and partition is None:
             raise SyncError(
                 f"tap-postgres: stream '{self.name}' is INCREMENTAL but has no replication key; set "
                 "`replication-key` in its metadata to one of: "
@@ -326,6 +338,9 @@ class TableStream(Stream):
         source = _quote(conn, self.table.schema, self.table.name)
         query = f"SELECT {', '.join(expression for expression, _ in reads)} FROM {source}"
         conditions = [f"({clause})" for clause in self._custom_where_clauses()]
+        if partition is not None:
+            column = partition_column(self.table, str(partition["column"]))
+            conditions.append(range_condition(conn, column, partition))
         index = None
         if key:
             index = [column.name for column in columns].index(key)
@@ -375,10 +390,14 @@ class TableStream(Stream):
         return columns
 
     def _custom_where_clauses(self) -> list[str]:
-        options = (self.config.get("stream_options") or {}).get(self.name) or {}
-        return [
-            str(clause).strip() for clause in options.get("custom_where_clauses") or [] if str(clause).strip()
-        ]
+        return custom_where_clauses(self.config, self.name)
+
+    def _partition(self) -> Mapping[str, Any] | None:
+        """The range of rows of this stream to read (`partition` of the config), if one is given."""
+        partition = self.config.get("partition")
+        if not partition or partition.get("stream") != self.name:
+            return None
+        return dict(partition)
 
     # -- bookmarks --------------------------------------------------------------------------------
 

@@ -182,6 +182,19 @@ class TapPostgres(Tap):
             ),
         ),
         th.Property(
+            "partition",
+            th.ObjectType(
+                th.Property("stream", th.StringType, required=True),
+                th.Property("column", th.StringType, required=True),
+                th.Property("lower", th.CustomType({}), required=True),
+                th.Property("upper", th.CustomType({}), required=True),
+            ),
+            description=(
+                "Set by elt's partitioned syncs (docs/partitions.md): read only the rows of `stream` whose "
+                "`column` is at or above `lower` and below `upper`, in no order and without a bookmark"
+            ),
+        ),
+        th.Property(
             "replication_slot_name",
             th.StringType(pattern=SLOT_PATTERN),
             default=DEFAULT_SLOT,

@@ -236,7 +236,7 @@ def parquet_source(
                 ]
             rows = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
             offset += batch.num_rows
-            yield pa.RecordBatch.from_arrays([*arrays, pa.array(rows)], schema=schema)
+            yield pa.RecordBatch.from_arrays([*arrays, from_numpy(rows)], schema=schema)
 
     return BatchSource(tuple(columns), schema, batches(), synced_at=synced_at, path=path)
 

@@ -129,6 +129,18 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "partition",
+        th.ObjectType(
+            th.Property("id", th.StringType, required=True),
+            th.Property("stream", th.StringType, required=True),
+            th.Property("loaded_by", th.StringType),
+        ),
+        description=(
+            "Set by elt's partitioned syncs (docs/partitions.md): load `stream` as the partition `id`, in "
+            "one transaction with its row in the schema's `_elt_partitions` ledger, unless the ledger has it"
+        ),
+    ),
+    th.Property(
         "hard_delete",
         th.BooleanType,
         description=(

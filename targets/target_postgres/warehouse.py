@@ -94,6 +94,7 @@ def load_batch(
     """Load the sources of one batch in one transaction; on any failure nothing of it is written.
 
     `truncate_first` empties the table in the same transaction (the first batch of an overwrite run).
+    Inside a transaction already open (a partition's, ledger.py) it is a savepoint of it.
     """
     total = BatchResult()
     try:
@@ -105,6 +106,9 @@ def load_batch(
                 stage = f"pg_temp._elt_stage_{number}"
                 rows = _stage(connection, spec, source, stage)
                 total += _merge(connection, spec, source, stage, table, rows)
+                # ON COMMIT DROP drops it too, but a partition's batches share one transaction
+                # (ledger.py) and the next batch stages under the same name
+                connection.execute(f"DROP TABLE {stage}")
     except LoadError:
         raise
     except psycopg.Error as error:
@@ -148,7 +152,7 @@ def prepare_table(
     keys = key_columns(spec, columns)
     existing = _existing_columns(connection, spec)
     if not existing:
-        _ensure_schema(connection, spec.schema)
+        ensure_schema(connection, spec.schema)
         definitions = [f"{quote(column.name)} {column.type}" for column in (*columns, *_METADATA)]
         if spec.load_method == UPSERT and keys:
             definitions.append(f"PRIMARY KEY ({', '.join(map(quote, keys))})")
@@ -196,7 +200,8 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _ensure_schema(connection: psycopg.Connection, schema: str) -> None:
+def ensure_schema(connection: psycopg.Connection, schema: str) -> None:
+    """Create `schema` unless it exists."""
     # Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when it exists.
     if connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone() is None:
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
