@@ -51,6 +51,7 @@ class AttemptRecord:
     seconds: float | None = None
     error: str | None = None
     log_file: str | None = None
+    worker: str | None = None  # the celery worker that ran it (None: the orchestrator's machine)
 
 
 @dataclass
@@ -173,9 +174,9 @@ class RunLog:
         with closing(connect(self.db_path)) as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO attempts(run_id, step, attempt, status, started_at, ended_at, "
-                "seconds, error, log_file) VALUES (?,?,?,?,?,?,?,?,?)",
+                "seconds, error, log_file, worker) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (run_id, attempt.step, attempt.attempt, attempt.status, attempt.started_at,
-                 attempt.ended_at, attempt.seconds, _masked(attempt.error), attempt.log_file),
+                 attempt.ended_at, attempt.seconds, _masked(attempt.error), attempt.log_file, attempt.worker),
             )  # fmt: skip
 
     def get(self, run_id: str) -> RunRecord:

@@ -142,6 +142,7 @@ _ADDED_COLUMNS = [
     ("steps", "attempts", "INTEGER"),
     ("steps", "output", "TEXT"),  # JSON of the StepOutput of a successful step
     ("steps", "log_file", "TEXT"),
+    ("attempts", "worker", "TEXT"),  # the celery worker of the attempt
 ]
 
 

@@ -1,6 +1,9 @@
 """The orchestrator through `elt run`: parallel steps, retries, skips, fan-out, timeouts, resume after
 kill -9, run history with rows per step, variables, validation and metrics. Every attempt is a real
-process; the steps are shell commands that count their executions in files, and one real sync."""
+process; the steps are shell commands that count their executions in files, and one real sync.
+
+Each test runs twice: with the `local` executor, and with the `celery` executor on real workers
+(`elt worker` on the local Redis): the behaviour must be the same."""
 
 from __future__ import annotations
 
@@ -9,11 +12,33 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import BIN, run_elt
+from tests.workers import Cluster, cluster
+
+
+@pytest.fixture(scope="module")
+def redis_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with cluster("redis", tmp_path_factory.mktemp("workers")) as workers:
+        workers.start("one", concurrency=3)
+        workers.start("two", concurrency=3)
+        yield workers
+
+
+@pytest.fixture(params=["local", "celery"], autouse=True)
+def executor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The executor the test's `elt run` uses (through the ELT_* variables it inherits)."""
+    if request.param == "celery":
+        workers: Cluster = request.getfixturevalue("redis_workers")
+        for name, value in workers.env.items():
+            monkeypatch.setenv(name, value)
+    return str(request.param)
 
 
 def run_json(project: Path, *args: str, code: int = 0) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from elt.cli import schedule as schedule_commands
 from elt.cli import secrets as secrets_commands
 from elt.cli import server as server_commands
 from elt.cli import state as state_commands
+from elt.cli import worker as worker_commands
 from elt.cli.common import Context
 
 
@@ -64,6 +65,7 @@ cli.add_command(schedule_commands.scheduler)
 cli.add_command(schedule_commands.trigger)
 cli.add_command(server_commands.serve)
 cli.add_command(server_commands.tokens)
+cli.add_command(worker_commands.worker)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -321,7 +321,10 @@ def runs_show(obj: Context, run_id: str, fmt: str) -> None:
             click.echo(f"           {s.error.splitlines()[0]}")
         for a in s.attempt_records if len(s.attempt_records) > 1 else []:
             asecs = f"{a.seconds:.1f}s" if a.seconds is not None else "-"
-            click.echo(f"           attempt {a.attempt}: {a.status:8} {asecs:>7}  started {a.started_at}")
+            on = f"  on {a.worker}" if a.worker else ""
+            click.echo(f"           attempt {a.attempt}: {a.status:8} {asecs:>7}  started {a.started_at}{on}")
+            if a.error and a.status != "success":
+                click.echo(f"             {a.error.splitlines()[0]}")
 
 
 @runs.command("logs")

@@ -9,14 +9,9 @@ process died shows as `died` and can be resumed (`elt run --resume RUN`).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -31,6 +26,7 @@ from elt.errors import EltError
 from elt.logs import RateMeter, Reporter
 from elt.notify import payload, send
 from elt.orchestrator.dag import build_graph, select_steps
+from elt.orchestrator.executors import AttemptHandle, executor_settings, start_attempt
 from elt.orchestrator.model import STEP_OUTPUT, PipelineSpec, StepSpec
 from elt.project import Project
 from elt.runs import AttemptRecord, RunLog, RunRecord, StepRecord, last_outputs, now
@@ -109,13 +105,14 @@ class _Task:
     position: int
     item: Any = None
     attempt: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    lost: int = 0  # attempts that died with their worker (not counted against `retries:`)
+    handle: AttemptHandle | None = None
+    worker: str | None = None  # the celery worker running the attempt, once it reports
     started: float = 0.0
     first_started: float = 0.0
     started_at: str | None = None
     not_before: float = 0.0
     log_file: Path | None = None
-    result_file: Path | None = None
     state: str = "waiting"  # waiting | running | done
     result: StepResult | None = None
 
@@ -148,6 +145,7 @@ class _Execution:
         self.graph = build_graph(project, pipeline)
         self.selected = select_steps(self.graph, options.only, options.start)
         self.runs = RunLog(project.system_db)
+        self.executor = executor_settings(project)
         self.status: dict[str, str] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, list[_Task]] = {}
@@ -397,8 +395,6 @@ class _Execution:
         task.attempt += 1
         safe = re.sub(r"[^A-Za-z0-9_.\[\]-]", "_", task.name)
         task.log_file = self.logs_dir / f"{safe}.{task.attempt}.log"
-        task.result_file = self.work_dir / f"{safe}.{task.attempt}.result.json"
-        request_file = self.work_dir / f"{safe}.{task.attempt}.request.json"
         options = {**task.spec.options, "wait": self.options.wait}
         if task.spec.timeout is not None and task.spec.kind == "sync":
             options["timeout"] = task.spec.timeout
@@ -417,16 +413,12 @@ class _Execution:
             "item": task.item,
             "cache_expire": task.spec.cache_expire,
             "no_cache": self.options.no_cache,
-            "result": str(task.result_file),
         }
-        request_file.write_text(json.dumps(request, default=str), encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with task.log_file.open("wb") as log:
-            task.proc = subprocess.Popen(
-                [sys.executable, "-m", "elt.orchestrator.attempt", str(request_file)],
-                cwd=self.project.root, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        task.worker = None
+        task.handle = start_attempt(
+            self.executor, self.project, request, self.work_dir, task.log_file,
+            queue=self._queue(task.spec), task_id=f"{self.record.run_id}:{safe}:{task.attempt}",
+        )  # fmt: skip
         task.state, task.started, task.started_at = "running", time.monotonic(), now()
         if task.attempt == 1:
             task.first_started = task.started
@@ -439,6 +431,8 @@ class _Execution:
                                                log_file=str(task.log_file)))  # fmt: skip
         what = f"{task.spec.kind}: {task.spec.spec}"
         again = f" (attempt {task.attempt})" if task.attempt > 1 else ""
+        if self.executor.kind != "local":
+            what += f", to queue {self._queue(task.spec)}"
         self.reporter.event("step_started", f"▶ {task.name} ({what}){again}", run_id=self.record.run_id,
                             step=task.name, kind=task.spec.kind, attempt=task.attempt)  # fmt: skip
 
@@ -448,25 +442,30 @@ class _Execution:
                 if task.state == "running":
                     self._check(task)
 
+    def _queue(self, spec: StepSpec) -> str:
+        """The queue a step goes to: its `queue:`, else its pipeline's, else the executor's."""
+        entry = (self.project.data.get("pipelines") or {}).get(self.pipeline.name) or {}
+        return str(spec.options.get("queue") or entry.get("queue") or self.executor.queue)
+
     def _check(self, task: _Task) -> None:
-        assert task.proc is not None and task.result_file is not None
-        elapsed = time.monotonic() - task.started
-        timeout = task.spec.timeout
-        if task.proc.poll() is None:
-            if timeout is None or elapsed <= timeout:
+        assert task.handle is not None
+        polled = task.handle.poll()
+        if polled.lost is not None:
+            self._record_lost(task, polled.lost, polled.worker)
+        elif polled.worker is not None and polled.worker != task.worker:
+            task.worker = polled.worker
+            running = AttemptRecord(task.name, task.attempt, "running", task.started_at or now(),
+                                    log_file=str(task.log_file), worker=task.worker)  # fmt: skip
+            self.runs.attempt(self.record.run_id, running)
+        outcome = polled.outcome
+        timeout, since = task.spec.timeout, task.handle.running_since
+        if outcome is None:
+            if timeout is None or since is None or time.monotonic() - since <= timeout:
                 return
-            _kill_group(task.proc)
-            outcome: dict[str, Any] = {
-                "ok": False,
-                "error": f"timed out after {timeout:g}s",
-                "retryable": True,
-            }
-        elif task.result_file.is_file():
-            outcome = json.loads(task.result_file.read_text(encoding="utf-8"))
-        else:
-            outcome = {"ok": False, "retryable": True,
-                       "error": f"the attempt's process ended with code {task.proc.returncode} "
-                                f"without a result (see {task.log_file})"}  # fmt: skip
+            task.handle.cancel()
+            outcome = {"ok": False, "error": f"timed out after {timeout:g}s", "retryable": True}
+        if "log" in outcome and task.log_file is not None:  # a worker without the project's folder
+            task.log_file.write_text(str(outcome.pop("log")), encoding="utf-8")
         seconds = time.monotonic() - task.started
         ok = bool(outcome.get("ok"))
         output = outcome.get("output") if ok else None
@@ -474,10 +473,10 @@ class _Execution:
         status = "cached" if cached else ("success" if ok else "failed")
         self.runs.attempt(self.record.run_id, AttemptRecord(
             task.name, task.attempt, status, task.started_at or now(), now(), seconds,
-            outcome.get("error"), str(task.log_file)))  # fmt: skip
+            outcome.get("error"), str(task.log_file), task.worker))  # fmt: skip
         retry = task.spec.retries
-        if not ok and outcome.get("retryable", True) and task.attempt <= retry.count:
-            delay = retry.delay_before(task.attempt)
+        if not ok and outcome.get("retryable", True) and task.attempt - task.lost <= retry.count:
+            delay = retry.delay_before(task.attempt - task.lost)
             delay += delay * retry.jitter * random.random()
             task.state, task.not_before = "waiting", time.monotonic() + delay
             self.reporter.event(
@@ -495,6 +494,24 @@ class _Execution:
             (output or {}).get("summary") or {}, outcome.get("error"), output, str(task.log_file),
         )  # fmt: skip
         self._task_done(task)
+
+    def _record_lost(self, task: _Task, why: str, worker: str | None) -> None:
+        """A worker died running the task and the broker started it again on `worker`: the attempt that
+        died is recorded as such, and the step goes on as the next attempt."""
+        self.runs.attempt(self.record.run_id, AttemptRecord(
+            task.name, task.attempt, "died", task.started_at or now(), now(),
+            time.monotonic() - task.started, why, str(task.log_file), task.worker))  # fmt: skip
+        self.reporter.event("step_lost", f"↻ {task.name}: {why}", run_id=self.record.run_id, step=task.name,
+                            attempt=task.attempt)  # fmt: skip
+        task.attempt += 1
+        task.lost += 1
+        task.started, task.started_at, task.worker = time.monotonic(), now(), worker
+        self.runs.attempt(self.record.run_id, AttemptRecord(
+            task.name, task.attempt, "running", task.started_at, log_file=str(task.log_file),
+            worker=worker))  # fmt: skip
+        self.runs.step(self.record, StepRecord(task.position, task.name, task.spec.kind, "running",
+                                               task.started_at, attempts=task.attempt,
+                                               log_file=str(task.log_file)))  # fmt: skip
 
     def _task_done(self, task: _Task) -> None:
         assert task.result is not None
@@ -566,8 +583,8 @@ class _Execution:
     def _kill_all(self) -> None:
         for tasks in self.tasks.values():
             for task in tasks:
-                if task.state == "running" and task.proc is not None:
-                    _kill_group(task.proc)
+                if task.state == "running" and task.handle is not None:
+                    task.handle.cancel()
 
     def _mark_interrupted(self) -> None:
         """Steps and attempts cut short by an interruption (Ctrl-C, a scheduler stopping) are recorded
@@ -579,7 +596,7 @@ class _Execution:
                     continue
                 self.runs.attempt(self.record.run_id, AttemptRecord(
                     task.name, task.attempt, "failed", task.started_at or now(), now(),
-                    time.monotonic() - task.started, error, str(task.log_file)))  # fmt: skip
+                    time.monotonic() - task.started, error, str(task.log_file), task.worker))  # fmt: skip
                 self.runs.step(self.record, StepRecord(
                     task.position, task.name, task.spec.kind, "failed", None, now(),
                     time.monotonic() - task.first_started, {}, error, attempts=task.attempt,
@@ -591,12 +608,6 @@ class _Execution:
         if node != name:
             base += int(name[len(node) + 1 : -1]) + 1
         return base
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _first_line(text: str | None) -> str:
