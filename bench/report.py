@@ -81,6 +81,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             )
     if results.get("docs"):
         lines += _docs_section(results["docs"])
+    if results.get("workers"):
+        lines += _workers_section(results["workers"])
     failed_installs = {name: error for name, error in results.get("install_errors", {}).items() if error}
     if failed_installs:
         lines += ["", "## Peers that failed to install", ""]
@@ -102,6 +104,41 @@ DOCS_COLUMNS = (
     "`elt dbt compile` s",
     "status",
 )
+
+
+WORKERS_COLUMNS = (
+    "setting",
+    "wall s",
+    "rows/s",
+    "rows arrived",
+    "distinct ids",
+    "partitions by worker",
+    "status",
+)
+
+
+def _workers_section(workers: dict[str, Any]) -> list[str]:
+    """The partitioned sync locally and on 1 and 2 Celery workers: one row per setting, the speed-up."""
+    lines = ["", f"## `{workers['case']}`: {workers.get('title', '')}", ""]
+    if workers.get("error"):
+        return [*lines, f"failed: {workers['error']}"]
+    lines += [
+        f"{workers['rows']:,} rows of the events table, "
+        f"`partition: {{by: id, count: {workers['partitions']}}}`, "
+        f"built-in tap-postgres → target-postgres; workers: `elt worker --concurrency 1` on "
+        f"{workers['broker']}, {workers['cores']} cores. 2 workers over 1: "
+        f"{_number(workers['speedup_2_over_1'], 2)}×.",
+        "",
+        _row(WORKERS_COLUMNS),
+        _row(["---"] * len(WORKERS_COLUMNS)),
+    ]
+    for row in workers["settings"]:
+        spread = ", ".join(f"{k}: {v}" for k, v in sorted(row["partitions_by_worker"].items())) or "—"
+        status = "ok" if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
+        cells = [row["setting"], _number(row["seconds"], 2), _number(row["rows_per_s"], 0),
+                 _number(row["arrived"], 0), _number(row["distinct_ids"], 0), spread, status]  # fmt: skip
+        lines.append(_row(cells))
+    return lines
 
 
 def _docs_section(docs: dict[str, Any]) -> list[str]:

@@ -5,9 +5,10 @@
 Builds `elt_bench.events` (BASELINE.md's table) with N rows, makes each peer's venv under bench/.venvs/,
 runs every case once under the same measurement (bench/measure.py) and counts what arrived, times
 `elt docs generate` on a synthetic 1,000-model dbt project (`docs_1000_models`, bench/docs_bench.py;
-it alone needs no PostgreSQL), then writes results.json and results.md (in bench/ unless --output
-says otherwise) and prints the Markdown. A case that fails, or a peer that does not install, is a row
-saying why; the exit code is 0 whenever the report was written.
+it alone needs no PostgreSQL), a partitioned sync of the table on 1 and 2 Celery workers
+(`partitioned_workers`, bench/workers_bench.py), then writes results.json and results.md (in bench/
+unless --output says otherwise) and prints the Markdown. A case that fails, or a peer that does not
+install, is a row saying why; the exit code is 0 whenever the report was written.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from events_table import (
 from measure import RSS_METHOD
 from peer_venvs import SPECS, Venv, ensure_venv, python_versions
 from report import render_markdown
+from workers_bench import CASE as WORKERS_CASE
+from workers_bench import TITLE as WORKERS_TITLE
+from workers_bench import run_workers_bench
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -51,12 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         for case in CASES:
             print(f"{case.name:<20} {case.group:<12} {case.title}")
         print(f"{DOCS_CASE:<20} {'docs':<12} {DOCS_TITLE}")
+        print(f"{WORKERS_CASE:<20} {'workers':<12} {WORKERS_TITLE}")
         return 0
     selected = select_cases(args.only)
     docs = wants_docs(args.only)
+    on_workers = not args.only or WORKERS_CASE in _names(args.only)
     started_at = datetime.now(UTC)
     machine = machine_info()
-    names = [c.name for c in selected] + ([DOCS_CASE] if docs else [])
+    names = (
+        [c.name for c in selected] + ([DOCS_CASE] if docs else []) + ([WORKERS_CASE] if on_workers else [])
+    )
     say(f"elt bench: {args.rows:,} rows, cases: {', '.join(names)}")
 
     report: dict[str, Any] = {
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         report |= moved
     if docs:
         report["docs"] = run_docs_case(args)
+    if on_workers:
+        report["workers"] = run_workers_case(args)
     machine["load_end"] = round(os.getloadavg()[0], 2)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -132,6 +142,26 @@ def run_docs_case(args: argparse.Namespace) -> dict[str, Any]:
     return result.to_json()
 
 
+def run_workers_case(args: argparse.Namespace) -> dict[str, Any]:
+    """The events table synced in partitions on 1 and 2 Celery workers (bench/workers_bench.py)."""
+    say(f"{WORKERS_CASE}: {args.rows:,} rows in {args.partitions} partitions, local, on 1 and on 2 workers")
+    try:
+        result = run_workers_bench(
+            args.work.resolve() / WORKERS_CASE,
+            Postgres.from_env(args.schema),
+            args.rows,
+            args.partitions,
+            "redis",
+        )
+    except Exception as exc:  # a bug of this harness or no broker: the section says so
+        traceback.print_exc()
+        return {"case": WORKERS_CASE, "error": f"{type(exc).__name__}: {exc}", "settings": []}
+    for row in result["settings"]:
+        seconds = f"{row['seconds']:.2f} s" if row["seconds"] is not None else "—"
+        say(f"{WORKERS_CASE} {row['setting']:<22}{seconds:>10}  {row['status']} {row['reason']}")
+    return result
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description="elt against its peers, side by side.")
     parser.add_argument(
@@ -143,6 +173,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--docs-models", type=int, default=1000,
         help=f"models of the synthetic dbt project of {DOCS_CASE} (default 1000)",
     )  # fmt: skip
+    parser.add_argument(
+        "--partitions", type=int, default=8, help=f"key ranges of {WORKERS_CASE}'s sync (default 8)"
+    )
     parser.add_argument(
         "--timeout", type=float, help="seconds before a case is stopped (default 120 + rows/2000)"
     )
@@ -169,7 +202,7 @@ def select_cases(only: str | None) -> list[Case]:
     if not only:
         return list(CASES)
     names = _names(only)
-    known = {case.name for case in CASES} | {DOCS_CASE}
+    known = {case.name for case in CASES} | {DOCS_CASE, WORKERS_CASE}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise SystemExit(f"error: unknown case(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
