@@ -23,7 +23,7 @@ COLUMNS = (
 def render_markdown(results: dict[str, Any]) -> str:
     """Header (machine, data, method), then one table per group of cases, then what failed to install."""
     machine = results["machine"]
-    title = f"{results['rows']:,} rows" if results.get("data") else "docs"
+    title = f"{results['rows']:,} rows" if results.get("data") or results.get("workers") else "docs"
     lines = [
         f"# elt bench: {title}, {results['started_at']}",
         "",
