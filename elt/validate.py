@@ -49,6 +49,7 @@ def validate_document(doc: LocatedDocument) -> list[str]:
             problems.append((line, f"{doc.file.name}:{line}: {where}{message}"))
     problems.extend(_check_steps(doc))
     problems.extend(check_schedules(doc))
+    problems.extend(_check_executors(doc))
     problems.sort(key=lambda p: p[0])
     return list(dict.fromkeys(message for _, message in problems))
 
@@ -174,6 +175,21 @@ def _check_steps(doc: LocatedDocument) -> list[tuple[int, str]]:
                     )
                 seen.add(name)
         problems.extend(_check_needs(doc, pname, steps, pipelines))
+    return problems
+
+
+def _check_executors(doc: LocatedDocument) -> list[tuple[int, str]]:
+    """A celery `executor:` of an environment names its broker."""
+    problems: list[tuple[int, str]] = []
+    for index, entry in enumerate(doc.data.get("environments") or []):
+        executor = entry.get("executor") if isinstance(entry, dict) else None
+        if isinstance(executor, dict) and executor.get("kind") == "celery" and not executor.get("broker_url"):
+            key = f"environments[{index}].executor"
+            line = doc.line_of(key)
+            needs = (
+                "the celery executor needs 'broker_url' (redis://HOST:6379/0 or amqp://USER:PASSWORD@HOST//)"
+            )
+            problems.append((line, f"{doc.file.name}:{line}: key '{key}': {needs}"))
     return problems
 
 

@@ -151,7 +151,11 @@ def test_a_celery_environment_without_a_broker_is_refused_with_the_key(write_pro
     for args in (("--environment", "cluster", "run", "p"), ("--environment", "cluster", "worker")):
         proc = run_elt(*args, cwd=project, check=False)
         assert proc.returncode != 0
-        assert "environments[cluster].executor" in proc.stderr and "broker_url" in proc.stderr
+        assert "executor" in proc.stderr and "needs 'broker_url'" in proc.stderr
+    proc = run_elt("validate", cwd=project, check=False)
+    assert proc.returncode != 0
+    assert "elt.yml:3: key 'environments[0].executor': the celery executor needs 'broker_url'" in proc.stderr
+    (project / "elt.yml").write_text("version: 1\n")
     proc = run_elt("worker", cwd=project, check=False)
     assert proc.returncode != 0 and "has no celery executor" in proc.stderr
 
