@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/elt run daily
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check elt taps targets tests
