@@ -158,6 +158,11 @@ def test_a_celery_environment_without_a_broker_is_refused_with_the_key(write_pro
     (project / "elt.yml").write_text("version: 1\n")
     proc = run_elt("worker", cwd=project, check=False)
     assert proc.returncode != 0 and "has no celery executor" in proc.stderr
+    # RabbitMQ keeps no results: the run needs a place to follow its steps
+    rabbit = {"ELT_EXECUTOR": "celery", "ELT_BROKER_URL": "amqp://guest:secret@127.0.0.1:5672//"}
+    proc = run_elt("worker", cwd=project, env=rabbit, check=False)
+    assert proc.returncode != 0 and "needs 'result_backend' (redis://HOST:6379/1)" in proc.stderr
+    assert "secret" not in proc.stderr
 
 
 def test_a_million_rows_in_partitions_on_two_workers_load_once_though_a_worker_is_killed_mid_load(

@@ -413,6 +413,7 @@ class _Execution:
             "item": task.item,
             "cache_expire": task.spec.cache_expire,
             "no_cache": self.options.no_cache,
+            "timeout_seconds": task.spec.timeout,  # a worker enforces it too
         }
         task.worker = None
         task.handle = start_attempt(

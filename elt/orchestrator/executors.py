@@ -76,18 +76,21 @@ def executor_settings(project: Project) -> ExecutorSettings:
         raise ProjectError(
             f"{where}: the celery executor needs 'broker_url' (redis://HOST:6379/0 or amqp://USER:PASS@HOST//)"
         )
-    backend = raw.get("result_backend") or (_default_backend(str(broker)) if broker else None)
+    backend = raw.get("result_backend") or (
+        str(broker) if str(broker).startswith(("redis://", "rediss://")) else None
+    )
+    if kind == "celery" and not backend:
+        # the run follows each step there: which worker started it, a redelivery, the outcome
+        raise ProjectError(
+            f"{where}: a celery executor on {_without_password(str(broker))} needs 'result_backend' "
+            "(redis://HOST:6379/1): only a Redis broker doubles as one"
+        )
     from elt.orchestrator.model import parse_duration
 
     visibility = parse_duration(
         raw.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT), f"{where}: key 'visibility_timeout'"
     )
     return ExecutorSettings(kind, broker, backend, str(raw.get("queue") or DEFAULT_QUEUE), visibility)
-
-
-def _default_backend(broker: str) -> str:
-    # Redis keeps results in the same server; RabbitMQ sends them back to the orchestrator's own queue.
-    return broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
 
 
 def _without_password(url: str) -> str:

@@ -83,11 +83,24 @@ def run_attempt_task(task: Task, message: dict[str, Any]) -> dict[str, Any]:
                 log.write(f"\n--- the step again, on worker {worker} (the last one was lost) ---\n".encode())
                 log.flush()
             proc = spawn_attempt(request_file, project_dir, log)
+            given = message.get("timeout_seconds")
+            limit = float(given) if given is not None else None
+            deadline = time.monotonic() + limit if limit is not None else None
             while proc.poll() is None:
                 if task.request.id in worker_state.revoked:
                     kill_group(proc)
                     error = "stopped by the orchestrator (timeout, or the run was interrupted)"
                     return {"ok": False, "error": error, "worker": worker, "delivery": delivery}
+                if limit is not None and deadline is not None and time.monotonic() > deadline:
+                    kill_group(proc)
+                    error = f"timed out after {limit:g}s"
+                    return {
+                        "ok": False,
+                        "error": error,
+                        "retryable": True,
+                        "worker": worker,
+                        "delivery": delivery,
+                    }
                 time.sleep(_POLL_SECONDS)
         outcome = read_outcome(result_file, proc.returncode, shared_log)
         if log_path != shared_log:
