@@ -208,8 +208,12 @@ def running_partition_on(project: Path, worker: str) -> bool:
     if not database.is_file():
         return False
     with closing(sqlite3.connect(database, timeout=5)) as conn:
-        found = conn.execute(
-            "SELECT count(*) FROM attempts WHERE step LIKE 'orders[%' AND status = 'running' AND worker = ?",
-            (worker,),
-        ).fetchone()
+        try:
+            found = conn.execute(
+                "SELECT count(*) FROM attempts "
+                "WHERE step LIKE 'orders[%' AND status = 'running' AND worker = ?",
+                (worker,),
+            ).fetchone()
+        except sqlite3.OperationalError:  # the run has made the file, not yet its tables
+            return False
     return bool(found and found[0])
