@@ -78,10 +78,15 @@ def test_the_sample_pipeline_on_two_workers_gives_the_local_results(
         config = yaml.safe_load((distributed / "elt.yml").read_text())
         config["pipelines"]["daily"]["steps"][0]["queue"] = workers.queue("heavy")
         (distributed / "elt.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        workers.start("syncs", queues="heavy", concurrency=1)
+        syncs = workers.start("syncs", queues="heavy", concurrency=1)
         workers.start("models", concurrency=2)
         spread = run_json(distributed, "daily", env=workers.env)
         shown = history(distributed, spread["run_id"])
+    # not on a terminal, a worker writes JSON lines only (no banner): its start, and each step it ran
+    lines = [json.loads(line) for line in syncs.log.read_text().splitlines()]
+    assert lines[0]["event"] == "worker_started" and lines[0]["worker"] == "syncs@test"
+    ran = [(e["event"], e["step"], e.get("status")) for e in lines if e.get("run_id") == spread["run_id"]]
+    assert ran == [("step_started", "load", None), ("step_ended", "load", "success")]
 
     assert alone["status"] == spread["status"] == "success"
     assert [(s["name"], s["status"], s["rows"]) for s in spread["steps"]] == [

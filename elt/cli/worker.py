@@ -33,5 +33,4 @@ def worker(obj: Context, queues: str | None, concurrency: int | None, name: str 
             "or set ELT_EXECUTOR=celery and ELT_BROKER_URL"
         )
     chosen = [q.strip() for q in (queues or settings.queue).split(",") if q.strip()]
-    click.echo(f"elt worker of {project.root}: {settings.describe()}, queues {', '.join(chosen)}", err=True)
     run_worker(project, settings, queues=chosen, concurrency=concurrency or os.cpu_count() or 1, name=name)

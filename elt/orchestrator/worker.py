@@ -11,8 +11,10 @@ threads only wait on those processes, hence the `threads` pool.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +33,7 @@ TASK_NAME = "elt.attempt"
 _LOG_TAIL_BYTES = 1 << 20  # a log sent back with the result (no shared folder), at most this much
 _POLL_SECONDS = 0.1
 _own_project: Path | None = None  # the worker's project, for requests naming a folder it does not have
+_log = logging.getLogger("elt.worker")
 
 
 @cache
@@ -66,10 +69,25 @@ def celery_app(settings: ExecutorSettings) -> Celery:
 
 def run_attempt_task(task: Task, message: dict[str, Any]) -> dict[str, Any]:
     """Run one attempt the orchestrator sent; its outcome, with the worker and the delivery."""
-    from celery.worker import state as worker_state
-
     delivery, worker = uuid.uuid4().hex, str(task.request.hostname or socket.gethostname())
     task.update_state(state="STARTED", meta={"worker": worker, "delivery": delivery, "pid": os.getpid()})
+    where = {"run_id": message.get("run_id"), "step": message.get("step"), "task_id": task.request.id}
+    _log.info("▶ %s of run %s", where["step"], where["run_id"], extra={"event": "step_started", **where})
+    started = time.monotonic()
+    outcome = _run_attempt(task, message, worker, delivery)
+    ok, seconds = bool(outcome.get("ok")), round(time.monotonic() - started, 3)
+    error = "" if ok else ": " + (str(outcome.get("error") or "").splitlines() or [""])[0]
+    _log.log(
+        logging.INFO if ok else logging.WARNING,
+        "%s %s of run %s in %.1fs%s", "✓" if ok else "✗", where["step"], where["run_id"], seconds, error,
+        extra={"event": "step_ended", **where, "status": "success" if ok else "failed", "seconds": seconds},
+    )  # fmt: skip
+    return outcome
+
+
+def _run_attempt(task: Task, message: dict[str, Any], worker: str, delivery: str) -> dict[str, Any]:
+    from celery.worker import state as worker_state
+
     project_dir = _project_dir(message)
     shared_log = Path(message["log_file"])
     with tempfile.TemporaryDirectory(prefix="elt-attempt-") as tmp:
@@ -127,11 +145,78 @@ def run_worker(
     project: Project, settings: ExecutorSettings, *, queues: list[str], concurrency: int, name: str | None
 ) -> None:
     """Serve `queues` until stopped (SIGTERM: finish the running steps, then exit)."""
+    from celery import signals
+
     global _own_project
     _own_project = project.root
     hostname = name or f"elt-{os.getpid()}@{socket.gethostname()}"
+    tty = sys.stderr.isatty()
+    # a receiver of setup_logging replaces Celery's own logging set-up with ours
+    # ours from the first line on (Celery warns of root before it sets up logging); a receiver of
+    # setup_logging keeps Celery from setting up its own
+    _setup_logging(tty)
+    signals.setup_logging.connect(lambda **_: None, weak=False)
+    # what Celery says on a signal (warm or cold shutdown) it writes straight to the stdout descriptor
+    import celery.apps.worker
+
+    celery.apps.worker.safe_say = _say
+    about = f"elt worker {hostname} of {project.root}: {settings.describe()}, queues {', '.join(queues)}"
+    _log.info(about, extra={"event": "worker_started", "worker": hostname, "queues": queues})
     argv = [
+        *([] if tty else ["--quiet"]),  # no banner when not on a terminal: only JSON lines
         "worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", ",".join(queues),
         "--hostname", hostname, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     celery_app(settings).worker_main(argv)
+
+
+class _JsonLines(logging.Formatter):
+    """A log record as one JSON object (ts, event, level, logger, message and the record's fields)."""
+
+    _FIELDS = ("worker", "queues", "run_id", "step", "task_id", "status", "seconds")
+
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import UTC, datetime
+
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "event": getattr(record, "event", "worker_log"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        line.update({k: getattr(record, k) for k in self._FIELDS if hasattr(record, k)})
+        line["message"] = record.getMessage()
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class _Masked(logging.Filter):
+    """Secret values registered with the process never reach the worker's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from elt.logs import mask
+
+        record.msg, record.args = mask(record.getMessage()), None
+        return True
+
+
+def _say(message: str, *_: Any) -> None:
+    _log.warning(message.strip(), extra={"event": "worker_signal"})
+
+
+def _setup_logging(tty: bool) -> None:
+    """The worker's logs on stderr: readable lines on a terminal, else one JSON object per line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_Masked())
+    if tty:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    else:
+        handler.setFormatter(_JsonLines())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)  # Python's warnings too, as lines of the same form
+    # Celery's own lines per task repeat ours (its last one with the whole outcome in it)
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
