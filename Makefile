@@ -21,9 +21,10 @@ demo: install
 	$(BIN)/elt run daily
 
 test: install
-	@# two processes, a file each; singer-sdk's standard suites name their tests after tables made at
-	@# collection, which xdist's processes would each name differently, so they run after, alone
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --ignore tests/test_sdk_standard.py
+	@# three processes, a file each (many tests wait on subprocesses, servers and brokers, so three beat
+	@# two on two cores); singer-sdk's standard suites name their tests after tables made at collection,
+	@# which xdist's processes would each name differently, so they run after, alone
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile --ignore tests/test_sdk_standard.py
 	$(BIN)/python -m pytest -q tests/test_sdk_standard.py
 
 lint: install

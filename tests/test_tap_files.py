@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -625,10 +624,10 @@ def test_key_that_is_not_a_column_is_a_config_error(tmp_path: Path) -> None:
         sync({"files": [entry]})
 
 
-# -- performance --------------------------------------------------------------------------------
+# -- volume (its speed is bench/'s to measure, not a test's) ---------------------------------------------
 
 
-def test_hundred_thousand_rows_are_read_in_about_a_second(tmp_path: Path) -> None:
+def test_hundred_thousand_rows_are_each_read_once(tmp_path: Path) -> None:
     count = 100_000
     moments = [dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=i) for i in range(count)]
     rows = pa.table(
@@ -648,12 +647,8 @@ def test_hundred_thousand_rows_are_read_in_about_a_second(tmp_path: Path) -> Non
     }
     stream = TapFiles(config={"files": [entry]}).streams["big"]
 
-    started = time.perf_counter()
-    ids = {record["id"] for record in stream.get_records(None)}
-    elapsed = time.perf_counter() - started
-
-    assert len(ids) == count
-    assert elapsed < 3.0
+    ids = [record["id"] for record in stream.get_records(None)]
+    assert len(ids) == count and set(ids) == set(range(count))
 
 
 def test_batches_end_at_batch_size_bytes_as_well_as_rows(tmp_path: Path) -> None:
