@@ -2,12 +2,15 @@
 
 A row says who (token id and role), what (method and path, never the query string or the body), how it
 ended (status) and how long it took. Nothing a caller sent is kept, so no secret reaches the audit.
+Rows are kept `serve.audit_days` (default 90); answered health probes are not audited at all.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import closing
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +34,13 @@ class AuditEntry:
         return asdict(self)
 
 
-def record_call(db_path: Path, entry: AuditEntry) -> None:
-    """Append `entry` to the audit."""
+DEFAULT_KEEP_DAYS = 90
+_PRUNE_EVERY_SECONDS = 3600.0
+_pruned_at: dict[Path, float] = {}  # database → when its audit was last pruned (monotonic)
+
+
+def record_call(db_path: Path, entry: AuditEntry, keep_days: float = DEFAULT_KEEP_DAYS) -> None:
+    """Append `entry` to the audit; rows older than `keep_days` go, checked at most once an hour."""
     with closing(connect(db_path)) as conn:
         conn.execute(
             "INSERT INTO api_audit(at, token_id, role, method, path, status, remote, seconds) "
@@ -40,6 +48,16 @@ def record_call(db_path: Path, entry: AuditEntry) -> None:
             (entry.at, entry.token_id, entry.role, entry.method, entry.path, entry.status, entry.remote,
              round(entry.seconds, 4)),
         )  # fmt: skip
+        clock = time.monotonic()
+        if clock - _pruned_at.get(db_path, -_PRUNE_EVERY_SECONDS) >= _PRUNE_EVERY_SECONDS:
+            _pruned_at[db_path] = clock
+            prune(conn, keep_days)
+
+
+def prune(conn: Any, keep_days: float) -> int:
+    """Delete the audit rows older than `keep_days`; how many went."""
+    cutoff = (datetime.now(UTC) - timedelta(days=keep_days)).isoformat(timespec="milliseconds")
+    return int(conn.execute("DELETE FROM api_audit WHERE at < ?", (cutoff,)).rowcount)
 
 
 def recent_calls(db_path: Path, limit: int = 100) -> list[AuditEntry]:
