@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -79,6 +80,13 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+# A running run's process writes a heartbeat this often; a run whose last one is older than STALE_SECONDS
+# is taken as dead (its process, pod or machine is gone), wherever it ran.
+HEARTBEAT_SECONDS = 15.0
+STALE_SECONDS = 120.0
+_beating: dict[str, threading.Event] = {}  # run id → set to stop its heartbeat
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
@@ -101,8 +109,8 @@ class RunLog:
         record = RunRecord(run_id or new_run_id(), kind, name, environment, "running", now(), request=request)
         with closing(connect(self.db_path)) as conn:
             conn.execute(
-                "INSERT INTO runs(run_id, kind, name, environment, status, started_at, pid, host, request) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs(run_id, kind, name, environment, status, started_at, pid, host, request, "
+                "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.run_id,
                     kind,
@@ -113,9 +121,46 @@ class RunLog:
                     os.getpid(),
                     socket.gethostname(),
                     json.dumps(mask_json(request)) if request is not None else None,
+                    record.started_at,
                 ),
             )
+        stop = _beating[record.run_id] = threading.Event()
+        threading.Thread(
+            target=self._beat, args=(record.run_id, stop), name=f"heartbeat-{record.run_id}", daemon=True
+        ).start()
         return record
+
+    def _beat(self, run_id: str, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with closing(connect(self.db_path)) as conn:
+                    conn.execute(
+                        "UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
+                        (now(), run_id),
+                    )
+            except Exception:  # a busy or vanished database: the next beat tries again
+                continue
+
+    def request_cancel(self, run_id: str, by: str) -> RunRecord:
+        """Ask the process running `run_id` (a unique prefix will do) to stop it; it does within a second.
+        An error if the run is not running."""
+        from elt.errors import EltError
+
+        record = self.get(run_id)
+        if record.status != "running":
+            raise EltError(f"run {record.run_id} is not running (its status: {record.status})")
+        with closing(connect(self.db_path)) as conn:
+            conn.execute(
+                "UPDATE runs SET cancel_requested = COALESCE(cancel_requested, ?) WHERE run_id = ?",
+                (json.dumps({"by": mask(by), "at": now()}), record.run_id),
+            )
+        return record
+
+    def cancel_request(self, run_id: str) -> dict[str, Any] | None:
+        """{by, at} once someone asked to cancel the run, else None."""
+        with closing(connect(self.db_path)) as conn:
+            row = conn.execute("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def finish(
         self,
@@ -132,6 +177,9 @@ class RunLog:
             error,
         )
         record.ended_at = now()
+        beating = _beating.pop(record.run_id, None)
+        if beating is not None:
+            beating.set()
         with closing(connect(self.db_path)) as conn:
             conn.execute(
                 "UPDATE runs SET status=?, ended_at=?, seconds=?, summary=?, error=? WHERE run_id=?",
@@ -217,11 +265,12 @@ class RunLog:
 
 def _mark_if_died(conn: Any, row: Any) -> Any:
     """The row of a run, marked `died` (with its running steps) if its elt process is gone."""
-    if not _died(row):
+    why = _died(row)
+    if why is None:
         return row
     conn.execute(
-        "UPDATE runs SET status = 'died', error = ? WHERE run_id = ?",
-        (f"the elt process (pid {row['pid']}) ended without finishing the run", row["run_id"]),
+        "UPDATE runs SET status = 'died', error = ?, ended_at = COALESCE(ended_at, ?) WHERE run_id = ?",
+        (why, now(), row["run_id"]),
     )
     conn.execute("UPDATE steps SET status = 'died' WHERE run_id = ? AND status = 'running'", (row["run_id"],))
     conn.execute(
@@ -235,7 +284,7 @@ def _run_record(conn: Any, row: Any) -> RunRecord:
         "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (row["run_id"],)
     ).fetchall()
     run = RunRecord(
-        **_fields(row, exclude={"summary", "pid", "host", "request"}),
+        **_fields(row, exclude={"summary", "pid", "host", "request", "heartbeat_at", "cancel_requested"}),
         summary=_json(row["summary"]),
         request=json.loads(row["request"]) if row["request"] else None,
     )
@@ -298,17 +347,26 @@ def last_outputs(db_path: Path, pipeline: str, steps: Iterable[str]) -> dict[str
     return found
 
 
-def _died(row: Any) -> bool:
-    """A run still marked running whose elt process on this host is gone."""
-    if row["status"] != "running" or row["pid"] is None or row["host"] != socket.gethostname():
-        return False
+def _died(row: Any) -> str | None:
+    """Why a run still marked running is dead: its elt process on this host is gone, or (on any host)
+    it has sent no heartbeat for STALE_SECONDS. None while it lives."""
+    if row["status"] != "running":
+        return None
+    beat = row["heartbeat_at"]
+    if beat and (datetime.now(UTC) - datetime.fromisoformat(beat)).total_seconds() > STALE_SECONDS:
+        return (
+            f"no heartbeat from the elt process (pid {row['pid']} on {row['host']}) since {beat}: "
+            "it, or its machine, is gone"
+        )
+    if row["pid"] is None or row["host"] != socket.gethostname():
+        return None
     try:
         os.kill(row["pid"], 0)
     except ProcessLookupError:
-        return True
+        return f"the elt process (pid {row['pid']}) ended without finishing the run"
     except PermissionError:
-        return False
-    return False
+        return None
+    return None
 
 
 def _fields(row: Any, exclude: set[str]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS runs (
     kind        TEXT NOT NULL,  -- sync | build | dbt | run
     name        TEXT NOT NULL,
     environment TEXT,
-    status      TEXT NOT NULL,  -- running | success | failed
+    status      TEXT NOT NULL,  -- running | success | failed | cancelled | died
     started_at  TEXT NOT NULL,
     ended_at    TEXT,
     seconds     REAL,
@@ -143,6 +143,8 @@ _ADDED_COLUMNS = [
     ("steps", "output", "TEXT"),  # JSON of the StepOutput of a successful step
     ("steps", "log_file", "TEXT"),
     ("attempts", "worker", "TEXT"),  # the celery worker of the attempt
+    ("runs", "heartbeat_at", "TEXT"),  # refreshed while the run's elt process lives, wherever it runs
+    ("runs", "cancel_requested", "TEXT"),  # JSON {by, at}: `elt runs cancel` or the API asked it to stop
 ]
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -194,7 +196,7 @@ def test_a_timeout_kills_the_step(write_project) -> None:
         pipelines:
           slow:
             steps:
-              - {name: sleepy, shell: sleep 30, timeout: 1}
+              - {name: sleepy, shell: sleep 31, timeout: 1}
         """
     )
     started = time.monotonic()
@@ -202,36 +204,113 @@ def test_a_timeout_kills_the_step(write_project) -> None:
     assert time.monotonic() - started < 10
     step = result["steps"][0]
     assert step["status"] == "failed" and "timed out after 1s" in step["error"]
-    leftover = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True, check=False)
-    assert str(project) not in leftover.stdout
+    assert not still_running("sleep 31")
+
+
+def still_running(command: str) -> bool:
+    """Whether a process runs `command` (each test's sleeps last a number of seconds of its own)."""
+    found = subprocess.run(["pgrep", "-f", f"^{command}$"], capture_output=True, text=True, check=False)
+    return bool(found.stdout.strip())
+
+
+def start_slow_run(write_project, sleep: int) -> tuple[Path, subprocess.Popen[str]]:
+    """`elt run p` of first → slow → last, once `slow` has started; `slow` sleeps `sleep` seconds unless
+    the project holds a file `go`. Each step appends its name to ran.txt (`slow` also slow-done)."""
+    project = write_project(
+        f"""
+        version: 1
+        pipelines:
+          p:
+            steps:
+              - {{name: first, shell: echo first >> ran.txt}}
+              - name: slow
+                shell: "echo slow >> ran.txt; [ -f go ] || sleep {sleep}; echo slow-done >> ran.txt"
+                needs: [first]
+              - {{name: last, shell: echo last >> ran.txt, needs: [slow]}}
+        """
+    )
+    elt = subprocess.Popen([str(BIN / "elt"), "run", "p", "--format", "json"], cwd=project,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    ran = project / "ran.txt"
+    while not (ran.exists() and "slow" in ran.read_text()):
+        assert elt.poll() is None and time.monotonic() < deadline, elt.communicate()
+        time.sleep(0.05)
+    return project, elt
 
 
 def test_resume_after_kill_9_reruns_only_what_had_not_succeeded(write_project) -> None:
+    project, elt = start_slow_run(write_project, 33)
+    ran = project / "ran.txt"
+    os.kill(elt.pid, signal.SIGKILL)
+    elt.communicate()
+    died = json.loads(run_elt("runs", "list", "--format", "json", "--limit", "1", cwd=project).stdout)[0]
+    assert died["status"] == "died"
+    # the step's process does not outlive the run: locally it dies with elt; a worker that sees the
+    # run's history stops it once the run is no longer running
+    deadline = time.monotonic() + 20
+    while still_running("sleep 33"):
+        assert time.monotonic() < deadline, "the step of the killed run is still running"
+        time.sleep(0.2)
+    (project / "go").touch()
+    resumed = run_json(project, "--resume", died["run_id"])
+    assert statuses(resumed) == {"first": "reused", "slow": "success", "last": "success"}
+    assert ran.read_text().split() == ["first", "slow", "slow", "slow-done", "last"]
+
+
+def test_runs_cancel_kills_the_running_step_and_resume_runs_what_did_not_finish(write_project) -> None:
+    project, elt = start_slow_run(write_project, 47)
+    ran = project / "ran.txt"
+    run_id = json.loads(run_elt("runs", "list", "--format", "json", cwd=project).stdout)[0]["run_id"]
+    cancel = run_elt("runs", "cancel", run_id[:12], cwd=project)
+    assert f"run {run_id}: cancelled (cancelled by " in cancel.stdout
+    out, err = elt.communicate(timeout=30)
+    assert elt.returncode == 1 and json.loads(out)["status"] == "cancelled"
+    assert "cancelled by" in err and f"elt run --resume {run_id}" in err
+    # the step's process is gone (on a worker too), and what came after never started
+    assert not still_running("sleep 47")
+    assert ran.read_text().split() == ["first", "slow"]
+    shown = show(project, run_id)
+    assert shown["status"] == "cancelled" and shown["error"].startswith("cancelled by ")
+    steps = {s["name"]: (s["status"], s["error"]) for s in shown["steps"]}
+    assert steps["first"] == ("success", None)
+    assert steps["slow"][0] == steps["last"][0] == "cancelled"
+    assert steps["last"][1].startswith("not started: cancelled by ")
+    slow = next(s for s in shown["steps"] if s["name"] == "slow")
+    assert [a["status"] for a in slow["attempt_records"]] == ["cancelled"]
+    again = run_elt("runs", "cancel", run_id, cwd=project, check=False)
+    assert again.returncode == 2 and f"run {run_id} is not running (its status: cancelled)" in again.stderr
+
+    (project / "go").touch()
+    resumed = run_json(project, "--resume", run_id)
+    assert statuses(resumed) == {"first": "reused", "slow": "success", "last": "success"}
+    assert ran.read_text().split() == ["first", "slow", "slow", "slow-done", "last"]
+
+
+@orchestrator_only
+def test_a_run_without_a_heartbeat_for_two_minutes_is_shown_died_wherever_it_ran(write_project) -> None:
     project = write_project(
         """
         version: 1
         pipelines:
           p:
             steps:
-              - {name: first, shell: echo first >> ran.txt}
-              - {name: slow, shell: "echo slow >> ran.txt; [ -f go ] || sleep 30", needs: [first]}
-              - {name: last, shell: echo last >> ran.txt, needs: [slow]}
+              - {name: one, shell: echo one}
         """
     )
-    elt = subprocess.Popen([str(BIN / "elt"), "run", "p"], cwd=project, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 20
-    ran = project / "ran.txt"
-    while not (ran.exists() and "slow" in ran.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(elt.pid, signal.SIGKILL)
-    elt.wait()
-    died = json.loads(run_elt("runs", "list", "--format", "json", "--limit", "1", cwd=project).stdout)[0]
-    assert died["status"] == "died"
-    (project / "go").touch()
-    resumed = run_json(project, "--resume", died["run_id"])
-    assert statuses(resumed) == {"first": "reused", "slow": "success", "last": "success"}
-    assert ran.read_text().split() == ["first", "slow", "slow", "last"]
+    run_id = run_json(project, "p")["run_id"]
+    # the run as a pod that vanished mid-run leaves it: running, on a host that never comes back
+    with closing(sqlite3.connect(project / ".elt" / "elt.db")) as db, db:
+        db.execute(
+            "UPDATE runs SET status = 'running', ended_at = NULL, host = 'elt-run-7f9c-gone', pid = 1, "
+            "heartbeat_at = '2026-01-01T00:00:00.000+00:00' WHERE run_id = ?", (run_id,),
+        )  # fmt: skip
+        db.execute("UPDATE steps SET status = 'running' WHERE run_id = ?", (run_id,))
+    listed = json.loads(run_elt("runs", "list", "--format", "json", cwd=project).stdout)[0]
+    assert listed["status"] == "died" and listed["steps"][0]["status"] == "died"
+    assert "no heartbeat from the elt process (pid 1 on elt-run-7f9c-gone) since 2026-01" in listed["error"]
+    too_late = run_elt("runs", "cancel", run_id, cwd=project, check=False)
+    assert "is not running (its status: died)" in too_late.stderr
 
 
 def test_runs_show_reports_rows_per_step_of_a_real_sync(write_project) -> None:

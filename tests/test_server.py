@@ -10,12 +10,15 @@ import hashlib
 import hmac
 import json
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ env:
   KEY: "${{secret:SHOP_KEY}}"
 serve:
   max_body_bytes: {MAX_BODY}
+  audit_days: 30
 pipelines:
   hello:
     description: says hello
@@ -45,6 +49,10 @@ pipelines:
   leaky:
     steps:
       - {{name: fail, shell: 'echo "cannot use $API_TOKEN or $KEY" >&2; exit 3'}}
+  long:
+    steps:
+      - {{name: wait, shell: 'echo waiting; sleep 53'}}
+      - {{name: after, shell: 'echo after', needs: [wait]}}
 schedules:
   - {{name: nightly, pipeline: hello, interval: "0 3 * * *", timezone: UTC}}
 triggers:
@@ -124,6 +132,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         ).stdout.strip()
         for role in ("viewer", "operator", "admin")
     }
+    # calls of an earlier server: one older than `audit_days`, which goes once the server records a call
+    with closing(sqlite3.connect(project / ".elt" / "elt.db")) as db, db:
+        for days in (40, 10):
+            at = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds")
+            db.execute(
+                "INSERT INTO api_audit(at, method, path, status, seconds) VALUES (?, 'GET', ?, 200, 0)",
+                (at, f"/api/old-{days}"),
+            )
     port = free_port()
     log = (project / "serve.log").open("w")
     process = subprocess.Popen(
@@ -228,6 +244,32 @@ def test_a_failed_run_that_printed_a_secret_shows_no_trace_of_it(server: Server)
         assert SECRET not in text and STORED not in text
 
 
+def test_an_operator_cancels_a_running_run_and_a_viewer_cannot(server: Server) -> None:
+    run_id = server.call("POST", "/api/runs", role="operator", body={"pipeline": "long"}).json["run_id"]
+    deadline = time.monotonic() + 60
+    while True:
+        record = server.call("GET", f"/api/runs/{run_id}", role="viewer").json
+        if any(s["name"] == "wait" and s["status"] == "running" for s in record.get("steps", [])):
+            break
+        assert record["status"] in ("starting", "running") and time.monotonic() < deadline, record
+        time.sleep(0.1)
+
+    refused = server.call("POST", f"/api/runs/{run_id}/cancel", role="viewer")
+    assert refused.status == 403 and "operator" in refused.json["error"]
+    assert server.call("POST", "/api/runs/no-such-run/cancel", role="operator").status == 404
+    asked = server.call("POST", f"/api/runs/{run_id}/cancel", role="operator")
+    assert asked.status == 202, asked.text
+    assert asked.json["status"] == "cancelling" and asked.json["by"].startswith("API token ")
+
+    record = server.wait_for_run(run_id)
+    assert record["status"] == "cancelled" and record["error"].startswith("cancelled by API token ")
+    assert {s["name"]: s["status"] for s in record["steps"]} == {"wait": "cancelled", "after": "cancelled"}
+    leftover = subprocess.run(["pgrep", "-f", "sleep 53"], capture_output=True, text=True, check=False)
+    assert not leftover.stdout.strip()
+    again = server.call("POST", f"/api/runs/{run_id}/cancel", role="operator")
+    assert again.status == 409 and "not running (its status: cancelled)" in again.json["error"]
+
+
 def test_bad_bodies_get_422_with_the_reason_and_unknown_pipelines_404(server: Server) -> None:
     def start(**kwargs: Any) -> Answer:
         return server.call("POST", "/api/runs", role="operator", **kwargs)
@@ -266,7 +308,8 @@ def test_the_openapi_document_lists_the_endpoints(server: Server) -> None:
     assert document["openapi"].startswith("3.")
     paths = document["paths"]
     for path in ("/api/pipelines", "/api/schedules", "/api/runs", "/api/runs/{run_id}",
-                 "/api/runs/{run_id}/logs", "/api/state", "/api/audit", "/hooks/{trigger}"):  # fmt: skip
+                 "/api/runs/{run_id}/logs", "/api/runs/{run_id}/cancel", "/api/state", "/api/audit",
+                 "/hooks/{trigger}"):  # fmt: skip
         assert path in paths, path
     start = paths["/api/runs"]["post"]
     assert start["requestBody"]["content"]["application/json"]["schema"]["required"] == ["pipeline"]
@@ -305,6 +348,7 @@ def test_every_call_is_audited_and_only_an_admin_reads_the_audit(server: Server)
     server.call("GET", "/api/pipelines", role="viewer")
     server.call("GET", "/api/pipelines")
     server.call("POST", "/hooks/ping", headers={"X-Elt-Token": "wrong"})
+    server.call("GET", "/api/health")  # a probe: not audited
 
     answer = server.call("GET", "/api/audit?limit=4", role="admin")
 
@@ -318,6 +362,10 @@ def test_every_call_is_audited_and_only_an_admin_reads_the_audit(server: Server)
     ]
     assert calls[0]["remote"] == "127.0.0.1" and calls[0]["seconds"] >= 0
     assert "wrong" not in answer.text and server.tokens["viewer"] not in answer.text
+    everything = server.call("GET", "/api/audit?limit=10000", role="admin").json["calls"]
+    assert "/api/health" not in {c["path"] for c in everything}
+    # `serve.audit_days: 30`: the 40-day-old call went, the 10-day-old one stays
+    assert {c["path"] for c in everything} & {"/api/old-40", "/api/old-10"} == {"/api/old-10"}
 
 
 def _read_if_there(path: Path) -> bytes:

@@ -199,6 +199,7 @@ def run(
     """Run a pipeline of elt.yml, or blocks: `elt run tap-files target-duckdb dbt:build`."""
     from elt.errors import EltError, RunError
     from elt.orchestrator.executor import StepResult, run_request
+    from elt.runs import RunLog
 
     project = obj.project()
     overrides = {}
@@ -220,6 +221,11 @@ def run(
     )  # fmt: skip
     if fmt == "json":
         print_json(result.to_json())
+    if result.status == "cancelled":
+        raise RunError(
+            RunLog(project.system_db).get(result.run_id).error or "the run was cancelled",
+            hint=f"rerun what did not finish with `elt run --resume {result.run_id}`",
+        )
     failure = result.failure()
     if failure is not None:
         skipped = sum(1 for s in result.steps if s.status == "skipped")
@@ -268,7 +274,7 @@ LIMIT = click.option("--limit", default=10, show_default=True, help="How many ru
 @FORMAT
 @click.pass_context
 def runs(ctx: click.Context, limit: int, fmt: str) -> None:
-    """Run history: `elt runs [list]`, `elt runs show RUN`, `elt runs logs RUN`."""
+    """Run history: `elt runs [list]`, `elt runs show RUN`, `elt runs logs RUN`, `elt runs cancel RUN`."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(runs_list, limit=limit, fmt=fmt)
 
@@ -325,6 +331,35 @@ def runs_show(obj: Context, run_id: str, fmt: str) -> None:
             click.echo(f"           attempt {a.attempt}: {a.status:8} {asecs:>7}  started {a.started_at}{on}")
             if a.error and a.status != "success":
                 click.echo(f"             {a.error.splitlines()[0]}")
+
+
+@runs.command("cancel")
+@click.argument("run_id", metavar="RUN")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the run has stopped.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait at most.")
+@click.pass_obj
+def runs_cancel(obj: Context, run_id: str, wait: bool, timeout: float) -> None:
+    """Stop a running run: its running steps are killed (on workers too) and recorded `cancelled`, the
+    rest do not start. `elt run --resume RUN` runs what did not finish."""
+    import getpass
+    import socket
+    import time
+
+    from elt.errors import EltError
+    from elt.runs import RunLog
+
+    log = RunLog(obj.project().system_db)
+    record = log.request_cancel(run_id, f"{getpass.getuser()}@{socket.gethostname()}")
+    if not wait:
+        click.echo(f"asked run {record.run_id} to stop")
+        return
+    deadline = time.monotonic() + timeout
+    while (record := log.get(record.run_id)).status == "running":
+        if time.monotonic() > deadline:
+            raise EltError(f"run {record.run_id} is still running {timeout:g}s after it was asked to stop",
+                           hint="is its elt process hung? `elt runs show` tells its steps")  # fmt: skip
+        time.sleep(0.2)
+    click.echo(f"run {record.run_id}: {record.status}" + (f" ({record.error})" if record.error else ""))
 
 
 @runs.command("logs")

@@ -34,6 +34,8 @@ from elt.runs import AttemptRecord, RunLog, RunRecord, StepRecord, last_outputs,
 SUCCEEDED = ("success", "cached", "reused")
 TERMINAL = (*SUCCEEDED, "failed", "skipped")
 _POLL_SECONDS = 0.05
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]-]")  # characters a step's name loses in file names and task ids
+_CANCEL_CHECK_SECONDS = 0.5  # how often a run looks for a cancel request (`elt runs cancel`, the API)
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,17 @@ class _Execution:
         self.reporter.event("run_started", f"▶ run {self.record.run_id} of {self.pipeline.name}",
                             run_id=self.record.run_id, pipeline=self.pipeline.name)  # fmt: skip
         self._plan()
+        checked = time.monotonic()
+        cancelled: dict[str, Any] | None = None
         try:
             while self._step_loop():
                 time.sleep(_POLL_SECONDS)
+                if time.monotonic() - checked >= _CANCEL_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    cancelled = self.runs.cancel_request(self.record.run_id)
+                    if cancelled is not None:
+                        self._cancel(str(cancelled.get("by") or "someone"))
+                        break
         except BaseException:
             self._kill_all()
             self._mark_interrupted()
@@ -186,19 +196,20 @@ class _Execution:
         self.reporter.done_progress()
         ordered = sorted(self.results.values(), key=lambda r: self._position(r.name))
         failed = any(r.status == "failed" for r in ordered)
-        status = "failed" if failed else "success"
+        status = "cancelled" if cancelled else "failed" if failed else "success"
         result = RunResult(
             self.record.run_id, self.pipeline.name, status, time.monotonic() - started, ordered
         )
         failure = result.failure()
-        self.runs.finish(self.record, status, result.seconds, result.to_json(),
-                         f"step '{failure.name}' failed: {failure.error}" if failure else None)  # fmt: skip
+        error = f"step '{failure.name}' failed: {failure.error}" if failure else None
+        if cancelled:
+            error = f"cancelled by {cancelled.get('by')} at {cancelled.get('at')}"
+        self.runs.finish(self.record, status, result.seconds, result.to_json(), error)
         from elt.orchestrator.metrics import write_metrics
 
         write_metrics(self.project.system_dir / "metrics.prom", result)
         self._notify(
-            "failure" if failed else "success", status,
-            error=f"step '{failure.name}' failed: {failure.error}" if failure else None,
+            "failure" if failed or cancelled else "success", status, error=error,
             steps=[{"name": s.name, "status": s.status, "rows": s.rows, "seconds": round(s.seconds, 3)}
                    for s in ordered],
             seconds=result.seconds,
@@ -393,7 +404,7 @@ class _Execution:
 
     def _launch(self, task: _Task) -> None:
         task.attempt += 1
-        safe = re.sub(r"[^A-Za-z0-9_.\[\]-]", "_", task.name)
+        safe = _UNSAFE.sub("_", task.name)
         task.log_file = self.logs_dir / f"{safe}.{task.attempt}.log"
         options = {**task.spec.options, "wait": self.options.wait}
         if task.spec.timeout is not None and task.spec.kind == "sync":
@@ -418,7 +429,8 @@ class _Execution:
         task.worker = None
         task.handle = start_attempt(
             self.executor, self.project, request, self.work_dir, task.log_file,
-            queue=self._queue(task.spec), task_id=f"{self.record.run_id}:{safe}:{task.attempt}",
+            queue=self._queue(task.spec),
+            task_id=attempt_task_id(self.record.run_id, task.name, task.attempt),
         )  # fmt: skip
         task.state, task.started, task.started_at = "running", time.monotonic(), now()
         if task.attempt == 1:
@@ -558,7 +570,7 @@ class _Execution:
             position, result.name, result.kind, result.status, None, now(), result.seconds,
             result.summary, result.error, result.rows, result.bytes, result.attempts, result.output,
             result.log_file))  # fmt: skip
-        icon = {"failed": "✘", "skipped": "–"}.get(result.status, "✔")
+        icon = {"failed": "✘", "skipped": "–", "cancelled": "■"}.get(result.status, "✔")
         detail = f": {_first_line(result.error)}" if result.error else ""
         rows = f", {result.rows:,} rows" if result.rows else ""
         self.reporter.event(
@@ -580,6 +592,38 @@ class _Execution:
         rate = self.meter.rate(self.rows_done)
         self.reporter.progress(f"running: {', '.join(running)} │ {done}/{len(self.selected)} steps done │ "
                                f"{self.rows_done:,} rows ({rate:,.0f} rows/s)")  # fmt: skip
+
+    def _cancel(self, by: str) -> None:
+        """Stop the run as asked: its running attempts are killed (on workers too), and they and every
+        step not yet ended are recorded `cancelled`; `elt run --resume` runs them again."""
+        self.reporter.event("run_cancelling", f"■ run {self.record.run_id} cancelled by {by}: stopping",
+                            run_id=self.record.run_id, by=by)  # fmt: skip
+        self._kill_all()
+        error = f"cancelled by {by}"
+        for tasks in self.tasks.values():
+            for task in tasks:
+                if task.state != "running":
+                    continue
+                task.state = "done"
+                self.runs.attempt(self.record.run_id, AttemptRecord(
+                    task.name, task.attempt, "cancelled", task.started_at or now(), now(),
+                    time.monotonic() - task.started, error, str(task.log_file), task.worker))  # fmt: skip
+                if task.name != task.node:  # a for_each instance: a row of its own
+                    self._finish_record(StepResult(
+                        task.name, task.spec.kind, "cancelled", time.monotonic() - task.first_started,
+                        task.attempt, error=error, log_file=str(task.log_file)), task.position)  # fmt: skip
+        for node in self.graph:
+            if self.status[node] in ("pending", "queued"):
+                spec: StepSpec = self.graph.nodes[node]["spec"]
+                tasks = self.tasks.get(node, [])
+                began = [t for t in tasks if t.attempt]
+                seconds = time.monotonic() - min(t.first_started for t in began) if began else 0.0
+                log = str(began[0].log_file) if len(tasks) == 1 and began else None
+                self.status[node] = "cancelled"
+                why = error if began else f"not started: {error}"
+                self._finish_record(StepResult(node, spec.kind, "cancelled", seconds,
+                                               sum(t.attempt for t in tasks), error=why, log_file=log),
+                                    self._position(node))  # fmt: skip
 
     def _kill_all(self) -> None:
         for tasks in self.tasks.values():
@@ -609,6 +653,24 @@ class _Execution:
         if node != name:
             base += int(name[len(node) + 1 : -1]) + 1
         return base
+
+
+def attempt_task_id(run_id: str, step: str, attempt: int) -> str:
+    """The id of an attempt's process (local) or task (celery): the run, the step, the attempt number."""
+    return f"{run_id}:{_UNSAFE.sub('_', step)}:{attempt}"
+
+
+def _stop_leftovers(project: Project, died: RunRecord) -> None:
+    """Revoke the celery tasks of attempts a died run left on workers: a worker that cannot see the
+    run's history (no shared project folder) would otherwise run them to their end, beside the resumed
+    run's."""
+    settings = executor_settings(project)
+    if settings.kind != "celery":
+        return  # local attempts died with their elt process
+    from elt.orchestrator.executors import revoke
+
+    left = [a for s in died.steps for a in s.attempt_records if a.status in ("died", "running")]
+    revoke(settings, [attempt_task_id(died.run_id, a.step, a.attempt) for a in left])
 
 
 def _first_line(text: str | None) -> str:
@@ -682,6 +744,8 @@ def run_request(
             raise EltError(f"run {previous.run_id} is still running", hint="wait for it, or kill it first")
         if previous.kind != "run" or not previous.request:
             raise EltError(f"run {previous.run_id} is a '{previous.kind}' run; only `elt run` runs resume")
+        if previous.status == "died":
+            _stop_leftovers(project, previous)
         blocks = list(previous.request["blocks"])
         variables = {**previous.request.get("variables", {}), **(variables or {})}
     elif not blocks:

@@ -243,3 +243,11 @@ class CeleryAttempt:
     def cancel(self) -> None:
         # The worker kills the attempt's process group when it sees the task revoked.
         self.result.revoke()
+
+
+def revoke(settings: ExecutorSettings, task_ids: list[str]) -> None:
+    """Tell every worker to stop these tasks: one running is killed, one queued never starts."""
+    if task_ids:
+        from elt.orchestrator.worker import celery_app
+
+        celery_app(settings).control.revoke(task_ids)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 TASK_NAME = "elt.attempt"
 _LOG_TAIL_BYTES = 1 << 20  # a log sent back with the result (no shared folder), at most this much
 _POLL_SECONDS = 0.1
+_RUN_CHECK_SECONDS = 2.0  # how often a step's run is looked up in a shared project's history
 _own_project: Path | None = None  # the worker's project, for requests naming a folder it does not have
 _log = logging.getLogger("elt.worker")
 
@@ -104,11 +105,23 @@ def _run_attempt(task: Task, message: dict[str, Any], worker: str, delivery: str
             given = message.get("timeout_seconds")
             limit = float(given) if given is not None else None
             deadline = time.monotonic() + limit if limit is not None else None
+            # with the orchestrator's project folder here, its run history tells when the run has ended
+            # without it (its elt process killed, its pod gone): the step stops then, as it would locally
+            history = (
+                project_dir / ".elt" / "elt.db" if str(project_dir) == message.get("project_dir") else None
+            )
+            looked = time.monotonic()
             while proc.poll() is None:
                 if task.request.id in worker_state.revoked:
                     kill_group(proc)
                     error = "stopped by the orchestrator (timeout, or the run was interrupted)"
                     return {"ok": False, "error": error, "worker": worker, "delivery": delivery}
+                if history is not None and time.monotonic() - looked >= _RUN_CHECK_SECONDS:
+                    looked = time.monotonic()
+                    ended = _run_ended(history, str(message.get("run_id")))
+                    if ended is not None:
+                        kill_group(proc)
+                        return {"ok": False, "error": ended, "worker": worker, "delivery": delivery}
                 if limit is not None and deadline is not None and time.monotonic() > deadline:
                     kill_group(proc)
                     error = f"timed out after {limit:g}s"
@@ -126,6 +139,18 @@ def _run_attempt(task: Task, message: dict[str, Any], worker: str, delivery: str
                 log.seek(max(0, log_path.stat().st_size - _LOG_TAIL_BYTES))
                 outcome["log"] = log.read().decode("utf-8", "replace")
     return {**outcome, "worker": worker, "delivery": delivery}
+
+
+def _run_ended(history: Path, run_id: str) -> str | None:
+    """Why the step of `run_id` should stop: its run is no longer running (it died, was cancelled or
+    interrupted). None while it runs, or when the history cannot be read."""
+    from elt.runs import RunLog
+
+    try:
+        status = RunLog(history).get(run_id).status
+    except Exception:  # the history being written or moved: look again later
+        return None
+    return None if status == "running" else f"stopped: the run is no longer running (its status: {status})"
 
 
 def _project_dir(message: dict[str, Any]) -> Path:

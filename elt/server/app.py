@@ -8,7 +8,7 @@ Each endpoint parses, calls one library function and answers JSON; the rules liv
   reads the audit and manages tokens (401 without a valid token, 403 with too low a role). The token is
   checked before the body is even parsed, so a caller without one learns nothing from a 422;
 - a body no larger than `serve.max_body_bytes` of elt.yml (413), and valid (422, with the reason);
-- every call audited in the system database (`api_audit`);
+- every call audited in the system database (`api_audit`), but answered health probes;
 - secret values masked in every answer (`masking.py`);
 - errors as `{"error": "…", "detail": …}`.
 
@@ -43,7 +43,7 @@ from elt.runs import RunLog, iter_logs, now
 from elt.schedule.fire import fire_trigger
 from elt.schedule.launch import LOG_NAME, RunRequest, start_run
 from elt.schedule.status import schedule_statuses, trigger_statuses
-from elt.server.audit import AuditEntry, recent_calls, record_call
+from elt.server.audit import DEFAULT_KEEP_DAYS, AuditEntry, recent_calls, record_call
 from elt.server.auth import ROLES, TokenInfo, allows, authenticate, create_token, list_tokens, revoke_token
 from elt.server.hooks import hook_variables, needs_api_token, verify, webhook_trigger
 from elt.server.masking import register_project_secrets
@@ -101,6 +101,15 @@ class RunStarted(BaseModel):
     run_id: str
     pipeline: str
     status: str = "starting"
+
+
+class RunCancelling(BaseModel):
+    """A run asked to stop: it does within a second or so; `/api/runs/{run_id}` then says `cancelled`."""
+
+    run_id: str
+    pipeline: str
+    status: str = "cancelling"
+    by: str
 
 
 # -- what the endpoints share ------------------------------------------------------------------------
@@ -358,6 +367,23 @@ def create_app(
         server.remember(_Started(run.run_id, body.pipeline, project.system_dir, process))
         return RunStarted(run_id=run.run_id, pipeline=body.pipeline)
 
+    @app.post("/api/runs/{run_id}/cancel", tags=["runs"], status_code=202,
+              summary="Stop a running run; its running steps are killed and recorded cancelled")  # fmt: skip
+    def cancel(run_id: str, caller: Annotated[TokenInfo, Depends(_operator)]) -> RunCancelling:
+        log = RunLog(server.db_path)
+        try:
+            log.get(run_id)
+        except EltError as exc:
+            if run_id in server.started:
+                raise ApiError(409, f"run {run_id} is starting: ask again in a moment") from None
+            raise ApiError(404, str(exc).splitlines()[0]) from None
+        by = f"API token {caller.id}" + (f" ({caller.name})" if caller.name else "")
+        try:
+            record = log.request_cancel(run_id, by)
+        except EltError as exc:
+            raise ApiError(409, str(exc).splitlines()[0]) from None
+        return RunCancelling(run_id=record.run_id, pipeline=record.name, by=by)
+
     @app.post("/hooks/{trigger}", tags=["webhooks"], status_code=202,
               summary="Run a webhook trigger's pipeline (X-Elt-Token or X-Hub-Signature-256)")  # fmt: skip
     async def hook(trigger: str, request: Request) -> RunStarted:
@@ -420,14 +446,15 @@ def create_app(
         except EltError as exc:
             raise ApiError(404, str(exc).splitlines()[0]) from None
 
-    return _Guard(app, server.db_path, limit)
+    keep_days = float((server.project().data.get("serve") or {}).get("audit_days") or DEFAULT_KEEP_DAYS)
+    return _Guard(app, server.db_path, limit, keep_days)
 
 
 class _Guard:
     """Around the app: refuses a body over the limit (413) before the app reads it; audits every call."""
 
-    def __init__(self, app: ASGIApp, db_path: Path, limit: int) -> None:
-        self.app, self.db_path, self.limit = app, db_path, limit
+    def __init__(self, app: ASGIApp, db_path: Path, limit: int, keep_days: float) -> None:
+        self.app, self.db_path, self.limit, self.keep_days = app, db_path, limit, keep_days
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -441,12 +468,14 @@ class _Guard:
         async def audit(status: int) -> None:
             nonlocal audited
             audited = True
+            if status == 200 and scope["path"] == "/api/health":
+                return  # a probe every few seconds would fill the audit with nothing worth keeping
             client = scope.get("client")
             entry = AuditEntry(
                 now(), caller.get("token_id"), caller.get("role"), scope["method"], scope["path"], status,
                 client[0] if client else None, time.monotonic() - started,
             )  # fmt: skip
-            await anyio.to_thread.run_sync(record_call, self.db_path, entry)
+            await anyio.to_thread.run_sync(record_call, self.db_path, entry, self.keep_days)
 
         async def sending(message: Message) -> None:
             # Audited before the caller hears back, so that its next call finds this one in the audit.
