@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elt.errors import ProjectError, ValidationError
 from elt.interpolate import MissingVariable, interpolate, project_environment
 from elt.secrets import SecretReference, check_references
 from elt.validate import validate_document
 from elt.yamlfile import LocatedDocument, load_located
+
+if TYPE_CHECKING:
+    from elt.systemdb import Location
 
 PROJECT_FILES = ("elt.yml", "elt.yaml", "meltano.yml")
 PLUGIN_TYPES = ("extractors", "loaders", "mappers", "utilities", "transformers", "orchestrators")
@@ -41,9 +45,31 @@ class Project:
         """`.elt/` in the project: system database, logs, run files, warehouse."""
         return self.root / ".elt"
 
-    @property
-    def system_db(self) -> Path:
-        return self.system_dir / "elt.db"
+    @cached_property
+    def system_db(self) -> Location:
+        """The system database: `.elt/elt.db` (SQLite), or the PostgreSQL URL of ELT_SYSTEM_DB, else of
+        the environment's `system_db:`, else of the top-level one (elt/systemdb.py)."""
+        from elt.secrets import resolve_secrets
+        from elt.systemdb import is_postgres
+
+        given, where = os.environ.get("ELT_SYSTEM_DB") or None, "ELT_SYSTEM_DB"
+        if given is None:
+            index = next((i for i, e in enumerate(self.data.get("environments") or [])
+                          if e.get("name") == self.environment), None)  # fmt: skip
+            entry = self.environment_entry().get("system_db")
+            for where, value in ((f"environments[{index}].system_db", entry),
+                                 ("system_db", self.data.get("system_db"))):  # fmt: skip
+                if value:
+                    given = str(resolve_secrets(self, value, where))
+                    break
+        if given is None or given.strip() in ("", "sqlite"):
+            return self.system_dir / "elt.db"
+        if not is_postgres(given.strip()):
+            raise ProjectError(
+                f"{self.where(where) if where != 'ELT_SYSTEM_DB' else where}: system_db: expected a "
+                f"postgresql:// URL (or nothing, for .elt/elt.db), got '{given.split('://')[0]}://…'"
+            )
+        return given.strip()
 
     def line_of(self, path: str) -> int:
         return LocatedDocument(self.file, self.data, self.lines).line_of(path)

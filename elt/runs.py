@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from elt.logs import mask, mask_json
-from elt.systemdb import connect
+from elt.systemdb import Location, connect
 
 
 @dataclass
@@ -94,7 +94,7 @@ def new_run_id() -> str:
 class RunLog:
     """Writes run and step records as they progress."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Location) -> None:
         self.db_path = db_path
 
     def start(
@@ -221,8 +221,12 @@ class RunLog:
         """Insert or update one attempt of a step."""
         with closing(connect(self.db_path)) as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO attempts(run_id, step, attempt, status, started_at, ended_at, "
-                "seconds, error, log_file, worker) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO attempts(run_id, step, attempt, status, started_at, ended_at, seconds, error, "
+                "log_file, worker) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (run_id, step, attempt) DO UPDATE SET status=excluded.status, "
+                "started_at=excluded.started_at, ended_at=excluded.ended_at, seconds=excluded.seconds, "
+                "error=excluded.error, log_file=excluded.log_file, "
+                "worker=excluded.worker",
                 (run_id, attempt.step, attempt.attempt, attempt.status, attempt.started_at,
                  attempt.ended_at, attempt.seconds, _masked(attempt.error), attempt.log_file, attempt.worker),
             )  # fmt: skip
@@ -299,18 +303,21 @@ def _run_record(conn: Any, row: Any) -> RunRecord:
     return run
 
 
-def store_cache(db_path: Path, pipeline: str, step: str, fingerprint: str, output: dict[str, Any]) -> None:
+def store_cache(
+    db_path: Location, pipeline: str, step: str, fingerprint: str, output: dict[str, Any]
+) -> None:
     """Remember the output of a successful cacheable step and the fingerprint of its inputs."""
     with closing(connect(db_path)) as conn:
         conn.execute(
-            "INSERT OR REPLACE INTO step_cache(pipeline, step, fingerprint, output, created_at) "
-            "VALUES (?,?,?,?,?)",
+            "INSERT INTO step_cache(pipeline, step, fingerprint, output, created_at) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (pipeline, step) DO UPDATE SET fingerprint=excluded.fingerprint, "
+            "output=excluded.output, created_at=excluded.created_at",
             (pipeline, step, fingerprint, _json_text(output), now()),
         )
 
 
 def cached_output(
-    db_path: Path, pipeline: str, step: str, fingerprint: str, expire_seconds: float
+    db_path: Location, pipeline: str, step: str, fingerprint: str, expire_seconds: float
 ) -> dict[str, Any] | None:
     """The stored output of the step if its fingerprint is `fingerprint` and it is younger than expiry."""
     with closing(connect(db_path)) as conn:
@@ -327,7 +334,7 @@ def cached_output(
     return output
 
 
-def last_outputs(db_path: Path, pipeline: str, steps: Iterable[str]) -> dict[str, dict[str, Any]]:
+def last_outputs(db_path: Location, pipeline: str, steps: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The output of the latest successful run of each of `steps` of `pipeline` (steps never run are
     left out): what `elt run P --only STEP` gives STEP of the steps it does not run."""
     wanted = list(steps)
@@ -387,7 +394,7 @@ def _json(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
-def iter_logs(db_path: Path, run_id: str, step: str | None = None, follow: bool = False) -> Iterator[str]:
+def iter_logs(db_path: Location, run_id: str, step: str | None = None, follow: bool = False) -> Iterator[str]:
     """The lines of each attempt's log of a run (of one step and its `for_each` instances, if given),
     attempt after attempt; with `follow`, new lines as they come until the run ends."""
     log = RunLog(db_path)

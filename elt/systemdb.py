@@ -1,22 +1,37 @@
-"""The project's system database (`.elt/elt.db`, SQLite): state, runs, their steps and attempts, cache,
-the tokens and audit of `elt serve`.
+"""The project's system database: state, runs, their steps and attempts, cache, schedule slots, the
+tokens and audit of `elt serve`.
 
-SQLite in WAL mode lets a run write while `elt runs` / `elt state` read; every write is one short
-transaction so concurrent processes wait (busy timeout) instead of failing.
+By default it is SQLite in `.elt/elt.db`: WAL mode lets a run write while `elt runs` / `elt state` read,
+and every write is one short transaction so concurrent processes wait (busy timeout) instead of failing.
+With `system_db: postgresql://…` in elt.yml (or ELT_SYSTEM_DB), it is the schema `elt_system` of that
+PostgreSQL database instead, so that the orchestrator, the scheduler, the API and workers on several
+machines share one history. The SQL of its users is written once, in the dialect both understand
+(`?` placeholders, `INSERT … ON CONFLICT`); `connect` adapts it to PostgreSQL.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
-SCHEMA = """
+# Where the system database is: a file (SQLite) or a PostgreSQL URL.
+Location = Path | str
+PG_SCHEMA = "elt_system"
+
+# The default state backend's table (elt/state/systemdb.py), in SQLite only: with a PostgreSQL system
+# database the state goes to the PostgreSQL state backend's tables, in the same schema.
+STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
     state_id   TEXT PRIMARY KEY,
     completed  TEXT,            -- JSON of the last successful run's final state
     partial    TEXT,            -- JSON of the latest durable state of a run not (yet) complete
     updated_at TEXT NOT NULL
 );
+"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
     kind        TEXT NOT NULL,  -- sync | build | dbt | run
@@ -120,14 +135,38 @@ CREATE INDEX IF NOT EXISTS api_audit_at ON api_audit(at);
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the system database at `path`."""
+def is_postgres(location: Location) -> bool:
+    return isinstance(location, str) and location.split("://", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def describe(location: Location, root: Path | None = None) -> str:
+    """For messages: the file relative to `root`, or the URL without its password."""
+    if is_postgres(location):
+        from elt.state.backend import mask_uri
+
+        return f"{mask_uri(str(location))} (schema {PG_SCHEMA})"
+    path = Path(location)
+    return str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else str(path)
+
+
+def exists(location: Location) -> bool:
+    """Whether the database may hold anything yet (a PostgreSQL one always may)."""
+    return is_postgres(location) or Path(location).is_file()
+
+
+def connect(location: Location) -> Any:
+    """Open (creating its tables if needed) the system database at `location`: a `sqlite3.Connection`,
+    or for PostgreSQL a connection with the same `execute` / `executescript` / `close`, whose rows read
+    by name and by position alike."""
+    if is_postgres(location):
+        return _PgConnection(str(location))
+    path = Path(location)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
+    conn.executescript(STATE_SCHEMA + SCHEMA)
     _migrate(conn)
     return conn
 
@@ -153,3 +192,90 @@ def _migrate(conn: sqlite3.Connection) -> None:
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in columns:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------------
+
+_pg_ready: set[str] = set()  # URLs whose schema this process has created or checked
+_pg_lock = threading.Lock()
+_PLACEHOLDER = re.compile(r"\?")
+_ROWID = re.compile(r"\browid\b")
+
+
+def _pg_sql(statement: str) -> str:
+    """A statement of the shared dialect as psycopg takes it: `%s` placeholders; `rowid` (only ever a
+    tie-breaker of ORDER BY) as `ctid`."""
+    return _ROWID.sub("ctid", _PLACEHOLDER.sub("%s", statement.replace("%", "%%")))
+
+
+def _pg_ddl(script: str) -> str:
+    """SQLite's column types as PostgreSQL's: 64-bit integers, double-precision reals."""
+    return re.sub(r"\bREAL\b", "DOUBLE PRECISION", re.sub(r"\bINTEGER\b", "BIGINT", script))
+
+
+class _Row(tuple[Any, ...]):
+    """A row read by position or by column name, as sqlite3.Row."""
+
+    _names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _rows(cursor: Any) -> Any:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+
+    def make(values: Any) -> _Row:
+        row = _Row(values)
+        row._names = names
+        return row
+
+    return make
+
+
+class _PgConnection:
+    """A connection to the schema `elt_system` of a PostgreSQL database, in autocommit: each statement
+    is its own transaction, as the SQLite connections are used."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from elt.errors import EltError
+        from elt.logs import mask
+        from elt.state.backend import mask_uri
+
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, row_factory=_rows, connect_timeout=10)
+        except psycopg.Error as error:
+            reason = mask(str(error).strip().replace(url, mask_uri(url)))
+            raise EltError(f"the system database {mask_uri(url)} could not be opened: {reason}") from None
+        with _pg_lock:
+            if url not in _pg_ready:
+                with self.conn.transaction():
+                    # one process at a time creates the tables (PostgreSQL's IF NOT EXISTS is not atomic)
+                    self.conn.execute("SELECT pg_advisory_xact_lock(74110001)")
+                    self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+                    self.conn.execute(f"SET LOCAL search_path TO {PG_SCHEMA}")
+                    self.conn.execute(_pg_ddl(SCHEMA))
+                    for table, column, kind in _ADDED_COLUMNS:
+                        self.conn.execute(
+                            _pg_ddl(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+                        )
+                _pg_ready.add(url)
+        self.conn.execute(f"SET search_path TO {PG_SCHEMA}")
+
+    def execute(self, statement: str, params: Any = ()) -> Any:
+        if not params:  # psycopg reads no placeholders (nor `%`) in a statement without parameters
+            return self.conn.execute(_ROWID.sub("ctid", statement))
+        return self.conn.execute(_pg_sql(statement), tuple(params))
+
+    def executescript(self, script: str) -> None:
+        self.conn.execute(_pg_ddl(script))
+
+    def close(self) -> None:
+        self.conn.close()

@@ -588,9 +588,12 @@ def test_keda_reads_the_queues_where_the_celery_broker_keeps_them() -> None:
 # -- the system database, volumes, users and grace periods -----------------------------------------------
 
 
-def test_the_system_database_is_shared_by_the_scheduler_and_the_api_on_one_node_only() -> None:
+def test_the_system_database_is_postgres_and_the_run_logs_volume_is_on_one_node() -> None:
+    prod = next(e for e in example()["environments"] if e["name"] == "prod")
+    assert prod["system_db"].startswith("postgresql://"), "history, slots, tokens, state: shared by every pod"
+    assert "state_backend" not in prod, "the state goes with the system database"
     claim = named("PersistentVolumeClaim", SYSTEM_DB_CLAIM)
-    assert claim.body["spec"]["accessModes"] == ["ReadWriteOnce"], "SQLite is never shared across machines"
+    assert claim.body["spec"]["accessModes"] == ["ReadWriteOnce"], "the run logs are on one node's volume"
     sharing = []
     for deployment, container in all_containers():
         claims = {
@@ -705,7 +708,9 @@ def test_the_example_project_loads_with_nothing_but_what_the_pods_are_given(
     assert (project.data.get("secrets") or {}).get("backend", "env") == "env"
     for reference in project.secrets:  # the env backend reads the pods' variables
         assert reference.backend in (None, "env") and reference.name.split("#")[0] in os.environ, reference
-    assert open_state_store(project).label == "postgresql://elt@postgres:5432/shop"
+    assert project.system_db == "postgresql://elt@postgres:5432/shop"
+    assert "PGPASSWORD" in os.environ, "libpq reads the system database's password from PGPASSWORD"
+    assert open_state_store(project).label == "systemdb (postgresql://elt@postgres:5432/shop)"
     executor = executor_settings(project)
     assert (executor.kind, executor.broker_url, executor.queue) == (
         "celery",

@@ -244,10 +244,12 @@ def run(
         f"✔ {result.pipeline}: {counts.get('success', 0)} step(s) succeeded"
         f"{' (' + others + ')' if others else ''} in {result.seconds:.1f}s (run {result.run_id})"
     )
+    from elt.systemdb import describe
+
     warehouse = _warehouse_hint(project)
     if warehouse:
         click.echo(f"  warehouse: {warehouse}")
-    click.echo(f"  run history: {project.system_db.relative_to(project.root)} (elt runs)")
+    click.echo(f"  run history: {describe(project.system_db, project.root)} (elt runs)")
 
 
 def _warehouse_hint(project: Project) -> str | None:

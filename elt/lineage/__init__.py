@@ -21,6 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
+from elt import systemdb
 from elt.errors import EltError
 from elt.lineage.model import LineageGraph, Node, RunInfo
 from elt.project import Project
@@ -225,13 +228,20 @@ def _synced_streams(project: Project) -> tuple[list[tuple[str, str]], dict[tuple
     return pairs, streams
 
 
+def _history(db: systemdb.Location) -> Any:
+    """The run history, read only (a SQLite file opened read-only; PostgreSQL as it is)."""
+    if systemdb.is_postgres(db):
+        return systemdb.connect(db)
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+
+
 def _sync_history(project: Project) -> Iterator[tuple[str, str, list[str]]]:
     db = project.system_db
-    if not db.is_file():
+    if not systemdb.exists(db):
         return
     with (
-        contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn,
-        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(_history(db)) as conn,
+        contextlib.suppress(sqlite3.Error, psycopg.Error),
     ):
         for name, summary in conn.execute(
             "SELECT name, summary FROM runs WHERE kind = 'sync' AND status = 'success'"
@@ -268,7 +278,7 @@ def node_runs(project: Project) -> dict[str, list[RunInfo]]:
     """Node id → its latest runs: dbt nodes from dbt steps and builds, streams from syncs."""
     db = project.system_db
     found: dict[str, list[RunInfo]] = {}
-    if not db.is_file():
+    if not systemdb.exists(db):
         return found
 
     def add(node_id: str, info: RunInfo) -> None:
@@ -284,10 +294,10 @@ def node_runs(project: Project) -> dict[str, list[RunInfo]]:
         WHERE kind IN ('dbt', 'sync')
         ORDER BY started_at DESC LIMIT ?
     """
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+    with contextlib.closing(_history(db)) as conn:
         try:
             rows = conn.execute(query, (RUNS_SCANNED,)).fetchall()
-        except sqlite3.Error:
+        except (sqlite3.Error, psycopg.Error):
             return found
     for run_id, started_at, kind, name, status, seconds, summary, error, is_step in rows:
         data = _json(summary)

@@ -22,6 +22,7 @@ from typing import Any
 
 from elt.logs import MaskedStream, mask, mask_json
 from elt.steps import StepContext, StepOutput
+from elt.systemdb import Location
 
 # kind → (module, function) of its runner: run(spec, options, ctx) -> StepOutput
 RUNNERS = {
@@ -103,7 +104,7 @@ def run_attempt(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cached(
-    db: Path, kind: str, spec: str, options: dict[str, Any], ctx: StepContext, request: dict[str, Any]
+    db: Location, kind: str, spec: str, options: dict[str, Any], ctx: StepContext, request: dict[str, Any]
 ) -> tuple[str | None, dict[str, Any] | None]:
     try:
         from elt.steps.cache import fingerprint as compute

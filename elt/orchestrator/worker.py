@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from elt.orchestrator.executors import ExecutorSettings, kill_group, read_outcome, spawn_attempt
+from elt.systemdb import Location, is_postgres
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -105,11 +106,9 @@ def _run_attempt(task: Task, message: dict[str, Any], worker: str, delivery: str
             given = message.get("timeout_seconds")
             limit = float(given) if given is not None else None
             deadline = time.monotonic() + limit if limit is not None else None
-            # with the orchestrator's project folder here, its run history tells when the run has ended
-            # without it (its elt process killed, its pod gone): the step stops then, as it would locally
-            history = (
-                project_dir / ".elt" / "elt.db" if str(project_dir) == message.get("project_dir") else None
-            )
+            # the run history, when the worker can read it, tells when the run has ended without the
+            # step (its elt process killed, its pod gone): the step stops then, as it would locally
+            history = _history(project_dir, message)
             looked = time.monotonic()
             while proc.poll() is None:
                 if task.request.id in worker_state.revoked:
@@ -141,7 +140,21 @@ def _run_attempt(task: Task, message: dict[str, Any], worker: str, delivery: str
     return {**outcome, "worker": worker, "delivery": delivery}
 
 
-def _run_ended(history: Path, run_id: str) -> str | None:
+def _history(project_dir: Path, message: dict[str, Any]) -> Location | None:
+    """Where the step's run is recorded, if this worker can read it: the project's PostgreSQL system
+    database, or the orchestrator's `.elt/elt.db` when its project folder is on this machine."""
+    from elt.project import load_project
+
+    try:
+        location = load_project(project_dir, message.get("environment")).system_db
+    except Exception:  # the step's own process reports a broken project; nothing to watch here
+        return None
+    if is_postgres(location) or str(project_dir) == message.get("project_dir"):
+        return location
+    return None
+
+
+def _run_ended(history: Location, run_id: str) -> str | None:
     """Why the step of `run_id` should stop: its run is no longer running (it died, was cancelled or
     interrupted). None while it runs, or when the history cannot be read."""
     from elt.runs import RunLog

@@ -25,6 +25,7 @@ from elt.runs import new_run_id
 
 if TYPE_CHECKING:
     from elt.project import Project
+    from elt.systemdb import Location
 
 INTERRUPTED = 130
 LOG_NAME = "run.log"
@@ -84,7 +85,7 @@ def main(argv: list[str]) -> int:
     from elt.project import load_project
 
     payload: dict[str, Any] = json.loads(argv[0])
-    db = Path(payload["project_dir"]) / ".elt" / "elt.db"
+    db: Location = Path(payload["project_dir"]) / ".elt" / "elt.db"
     try:
         project = load_project(Path(payload["project_dir"]), payload.get("environment"))
         db = project.system_db
@@ -106,7 +107,7 @@ def main(argv: list[str]) -> int:
     return 0 if result.status == "success" else 1
 
 
-def _record_failure(db: Path, payload: dict[str, Any], error: str) -> None:
+def _record_failure(db: Location, payload: dict[str, Any], error: str) -> None:
     """A failed run under the request's id, unless the run was recorded already."""
     from contextlib import closing
 

@@ -36,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
+
 from elt.errors import EltError
 from elt.logs import Reporter
 from elt.project import Project, load_project
@@ -151,7 +153,7 @@ class Scheduler:
         self.schedules: list[Schedule] = load_schedules(project)
         self.triggers: list[Trigger] = load_triggers(project)
         self.loaded_mtime = _mtime(project.file)
-        self.conn: sqlite3.Connection = connect(project.system_db)
+        self.conn: Any = connect(project.system_db)
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -200,8 +202,13 @@ class Scheduler:
         # tried again at the next pass; the others go on.
         try:
             check(*args)
-        except (EltError, OSError, sqlite3.Error) as error:
+        except (EltError, OSError, sqlite3.Error, psycopg.Error) as error:
             self.reporter.event("scheduler_error", f"✘ {what}: {error}", name=what, error=str(error))
+            if isinstance(error, psycopg.OperationalError):  # a PostgreSQL system DB restarted: reconnect
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+                with contextlib.suppress(EltError):
+                    self.conn = connect(self.project.system_db)
 
     # -- schedules -------------------------------------------------------------------------------
 

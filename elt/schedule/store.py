@@ -8,10 +8,10 @@ open connection (`elt.systemdb.connect`) and writes in one statement.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from elt.runs import now
 
@@ -33,48 +33,50 @@ def iso(instant: datetime) -> str:
     return instant.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
-def claim_slot(conn: sqlite3.Connection, schedule: str, slot: datetime, owner: str, run_id: str) -> bool:
+def claim_slot(conn: Any, schedule: str, slot: datetime, owner: str, run_id: str) -> bool:
     """Take `slot` of `schedule` for a run; False when another scheduler has it already."""
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO schedule_slots(schedule, slot, owner, fired_at, run_id, status) "
-        "VALUES (?, ?, ?, ?, ?, 'running')",
+        "INSERT INTO schedule_slots(schedule, slot, owner, fired_at, run_id, status) "
+        "VALUES (?, ?, ?, ?, ?, 'running') ON CONFLICT DO NOTHING",
         (schedule, iso(slot), owner, now(), run_id),
     )
     return cursor.rowcount == 1
 
 
-def last_slot(conn: sqlite3.Connection, schedule: str) -> datetime | None:
+def last_slot(conn: Any, schedule: str) -> datetime | None:
     """The latest slot of `schedule` fired so far."""
     row = conn.execute("SELECT MAX(slot) FROM schedule_slots WHERE schedule = ?", (schedule,)).fetchone()
     return datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
 def claim_event(
-    conn: sqlite3.Connection, trigger: str, event: str, owner: str, run_id: str, status: str = "running"
+    conn: Any, trigger: str, event: str, owner: str, run_id: str, status: str = "running"
 ) -> bool:
     """Take one event of `trigger` (a file's version, an upstream run) for a run; False when taken."""
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO trigger_events(trigger, event, owner, fired_at, run_id, status) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO trigger_events(trigger, event, owner, fired_at, run_id, status) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (trigger, event, owner, now(), run_id, status),
     )
     return cursor.rowcount == 1
 
 
-def finish(conn: sqlite3.Connection, run_id: str, status: str) -> None:
+def finish(conn: Any, run_id: str, status: str) -> None:
     """Record how the run started for a slot or an event ended."""
     conn.execute("UPDATE schedule_slots SET status = ? WHERE run_id = ?", (status, run_id))
     conn.execute("UPDATE trigger_events SET status = ? WHERE run_id = ?", (status, run_id))
 
 
-def first_seen(conn: sqlite3.Connection, name: str, at: str) -> str:
+def first_seen(conn: Any, name: str, at: str) -> str:
     """When a scheduler first saw `name` (`schedule:X`, `trigger:Y`): `at`, if this is the first time."""
-    conn.execute("INSERT OR IGNORE INTO schedule_baselines(name, since) VALUES (?, ?)", (name, at))
+    conn.execute(
+        "INSERT INTO schedule_baselines(name, since) VALUES (?, ?) ON CONFLICT DO NOTHING", (name, at)
+    )
     row = conn.execute("SELECT since FROM schedule_baselines WHERE name = ?", (name,)).fetchone()
     return str(row[0])
 
 
-def running_owners(conn: sqlite3.Connection, table: str, name: str) -> set[str]:
+def running_owners(conn: Any, table: str, name: str) -> set[str]:
     """Owners of the runs of a schedule (`schedule_slots`) or trigger (`trigger_events`) still going."""
     column = "schedule" if table == "schedule_slots" else "trigger"
     rows = conn.execute(
@@ -83,7 +85,7 @@ def running_owners(conn: sqlite3.Connection, table: str, name: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def history(conn: sqlite3.Connection, table: str, name: str, limit: int = 1) -> list[Fired]:
+def history(conn: Any, table: str, name: str, limit: int = 1) -> list[Fired]:
     """The latest fired slots (or events) of a schedule (or trigger), newest first."""
     column, key = ("schedule", "slot") if table == "schedule_slots" else ("trigger", "event")
     rows = conn.execute(
@@ -97,23 +99,25 @@ def history(conn: sqlite3.Connection, table: str, name: str, limit: int = 1) -> 
 # -- schedulers ----------------------------------------------------------------------------------------
 
 
-def register(conn: sqlite3.Connection, owner: str, pid: int, host: str) -> None:
+def register(conn: Any, owner: str, pid: int, host: str) -> None:
     stamp = now()
     conn.execute(
-        "INSERT OR REPLACE INTO schedulers(owner, pid, host, started_at, heartbeat_at) VALUES (?,?,?,?,?)",
+        "INSERT INTO schedulers(owner, pid, host, started_at, heartbeat_at) VALUES (?,?,?,?,?) "
+        "ON CONFLICT (owner) DO UPDATE SET pid=excluded.pid, host=excluded.host, "
+        "started_at=excluded.started_at, heartbeat_at=excluded.heartbeat_at, stopped_at=NULL",
         (owner, pid, host, stamp, stamp),
     )
 
 
-def heartbeat(conn: sqlite3.Connection, owner: str) -> None:
+def heartbeat(conn: Any, owner: str) -> None:
     conn.execute("UPDATE schedulers SET heartbeat_at = ? WHERE owner = ?", (now(), owner))
 
 
-def unregister(conn: sqlite3.Connection, owner: str) -> None:
+def unregister(conn: Any, owner: str) -> None:
     conn.execute("UPDATE schedulers SET stopped_at = ? WHERE owner = ?", (now(), owner))
 
 
-def live_schedulers(conn: sqlite3.Connection, lease_seconds: float) -> set[str]:
+def live_schedulers(conn: Any, lease_seconds: float) -> set[str]:
     """Schedulers not stopped whose heartbeat is younger than `lease_seconds`."""
     cutoff = (datetime.now(UTC) - timedelta(seconds=lease_seconds)).isoformat(timespec="milliseconds")
     rows = conn.execute(
@@ -122,7 +126,7 @@ def live_schedulers(conn: sqlite3.Connection, lease_seconds: float) -> set[str]:
     return {r[0] for r in rows}
 
 
-def unfired_successes(conn: sqlite3.Connection, trigger: str, pipeline: str, since: str) -> list[str]:
+def unfired_successes(conn: Any, trigger: str, pipeline: str, since: str) -> list[str]:
     """Ids of the runs of `pipeline` that succeeded after `since` and have not fired `trigger` yet,
     oldest first."""
     rows = conn.execute(
@@ -133,7 +137,7 @@ def unfired_successes(conn: sqlite3.Connection, trigger: str, pipeline: str, sin
     return [r[0] for r in rows]
 
 
-def events_fired(conn: sqlite3.Connection, trigger: str, events: Iterable[str]) -> set[str]:
+def events_fired(conn: Any, trigger: str, events: Iterable[str]) -> set[str]:
     """Which of `events` of `trigger` were fired already."""
     wanted = list(events)
     found: set[str] = set()

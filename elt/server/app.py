@@ -47,6 +47,7 @@ from elt.server.audit import DEFAULT_KEEP_DAYS, AuditEntry, recent_calls, record
 from elt.server.auth import ROLES, TokenInfo, allows, authenticate, create_token, list_tokens, revoke_token
 from elt.server.hooks import hook_variables, needs_api_token, verify, webhook_trigger
 from elt.server.masking import register_project_secrets
+from elt.systemdb import Location
 
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 _CALLER = "elt.caller"  # the scope key where authentication leaves who called, for the audit
@@ -453,7 +454,7 @@ def create_app(
 class _Guard:
     """Around the app: refuses a body over the limit (413) before the app reads it; audits every call."""
 
-    def __init__(self, app: ASGIApp, db_path: Path, limit: int, keep_days: float) -> None:
+    def __init__(self, app: ASGIApp, db_path: Location, limit: int, keep_days: float) -> None:
         self.app, self.db_path, self.limit, self.keep_days = app, db_path, limit, keep_days
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

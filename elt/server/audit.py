@@ -11,10 +11,9 @@ import time
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from elt.systemdb import connect
+from elt.systemdb import Location, connect
 
 
 @dataclass(frozen=True)
@@ -36,10 +35,10 @@ class AuditEntry:
 
 DEFAULT_KEEP_DAYS = 90
 _PRUNE_EVERY_SECONDS = 3600.0
-_pruned_at: dict[Path, float] = {}  # database → when its audit was last pruned (monotonic)
+_pruned_at: dict[Location, float] = {}  # database → when its audit was last pruned (monotonic)
 
 
-def record_call(db_path: Path, entry: AuditEntry, keep_days: float = DEFAULT_KEEP_DAYS) -> None:
+def record_call(db_path: Location, entry: AuditEntry, keep_days: float = DEFAULT_KEEP_DAYS) -> None:
     """Append `entry` to the audit; rows older than `keep_days` go, checked at most once an hour."""
     with closing(connect(db_path)) as conn:
         conn.execute(
@@ -60,7 +59,7 @@ def prune(conn: Any, keep_days: float) -> int:
     return int(conn.execute("DELETE FROM api_audit WHERE at < ?", (cutoff,)).rowcount)
 
 
-def recent_calls(db_path: Path, limit: int = 100) -> list[AuditEntry]:
+def recent_calls(db_path: Location, limit: int = 100) -> list[AuditEntry]:
     """The latest calls, newest first."""
     with closing(connect(db_path)) as conn:
         rows = conn.execute(

@@ -17,11 +17,10 @@ import secrets
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from elt.errors import EltError
-from elt.systemdb import connect
+from elt.systemdb import Location, connect
 
 ROLES = ("viewer", "operator", "admin")  # each can do what the ones before it can
 PREFIX = "elt_"
@@ -66,7 +65,7 @@ def allows(role: str, needed: str) -> bool:
 
 
 def create_token(
-    db_path: Path, role: str, *, name: str | None = None, expires_seconds: float | None = None
+    db_path: Location, role: str, *, name: str | None = None, expires_seconds: float | None = None
 ) -> NewToken:
     """A new token with `role` (expiring after `expires_seconds`, if given); only its hash is stored."""
     if role not in ROLES:
@@ -85,14 +84,14 @@ def create_token(
     return NewToken(info, f"{PREFIX}{token_id}_{secret}")
 
 
-def list_tokens(db_path: Path) -> list[TokenInfo]:
+def list_tokens(db_path: Location) -> list[TokenInfo]:
     """Every token, oldest first (revoked and expired ones too)."""
     with closing(connect(db_path)) as conn:
         rows = conn.execute("SELECT * FROM api_tokens ORDER BY created_at").fetchall()
     return [_info(row) for row in rows]
 
 
-def revoke_token(db_path: Path, token_id: str) -> TokenInfo:
+def revoke_token(db_path: Location, token_id: str) -> TokenInfo:
     """Revoke the token `token_id`; from now on it is refused. EltError if there is no such token."""
     with closing(connect(db_path)) as conn:
         conn.execute(
@@ -104,7 +103,7 @@ def revoke_token(db_path: Path, token_id: str) -> TokenInfo:
     return _info(row)
 
 
-def authenticate(db_path: Path, token: str) -> TokenInfo | None:
+def authenticate(db_path: Location, token: str) -> TokenInfo | None:
     """The active token `token` is, its use recorded; None if malformed, unknown, revoked or expired."""
     token_id, _, secret = token.removeprefix(PREFIX).partition("_")
     if not token.startswith(PREFIX) or not token_id or not secret:

@@ -115,9 +115,17 @@ class _Settings:
 def _backend(settings: _Settings) -> StateBackend:
     uri = settings.get("uri")
     if uri is None or (isinstance(uri, str) and uri.strip() in ("", "systemdb")):
+        from elt.systemdb import PG_SCHEMA, is_postgres
+
+        system_db = settings.project.system_db
+        if is_postgres(system_db):  # the state goes where the rest of the system database is
+            from elt.state.postgres import PostgresBackend
+
+            url = str(system_db)
+            return PostgresBackend(url, label=f"systemdb ({mask_uri(url)})", schema=PG_SCHEMA)
         from elt.state.systemdb import SystemDbBackend
 
-        return SystemDbBackend(settings.project.system_db)
+        return SystemDbBackend(Path(system_db))
     if not isinstance(uri, str):
         raise settings.error("uri", f"expected a string, got {type(uri).__name__}", hint=ACCEPTED_FORMS)
     uri = uri.strip()
