@@ -103,6 +103,17 @@ def pg_schema(postgres_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def system_db(postgres_dsn: str) -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for a project's `system_db`, dropped after the test."""
+    name = f"elt_sys_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
 def db(postgres_dsn: str, pg_schema: str) -> Iterator[Callable[..., list[Any]]]:
     """Run SQL in the test's own schema (`{schema}` in a statement is its name); rows of the last one."""
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:

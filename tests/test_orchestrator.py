@@ -2,8 +2,9 @@
 kill -9, run history with rows per step, variables, validation and metrics. Every attempt is a real
 process; the steps are shell commands that count their executions in files, and one real sync.
 
-Each test that runs steps runs twice: with the `local` executor, and with the `celery` executor on real
-workers (`elt worker` on the local Redis): the behaviour must be the same. Those marked `orchestrator_only`
+Each test that runs steps runs three times: with the `local` executor, with the `celery` executor on real
+workers (`elt worker` on the local Redis), and with `local` and the system database in PostgreSQL
+(`ELT_SYSTEM_DB`): the behaviour must be the same. Those marked `orchestrator_only`
 check what the orchestrator alone does (validation, step selection, its terminal line), the same
 whatever runs the attempts, and run with `local` only."""
 
@@ -37,7 +38,8 @@ def redis_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     only_local = metafunc.definition.get_closest_marker("orchestrator_only") is not None
-    metafunc.parametrize("executor", ["local"] if only_local else ["local", "celery"], indirect=True)
+    kinds = ["local"] if only_local else ["local", "celery", "local-history-in-postgres"]
+    metafunc.parametrize("executor", kinds, indirect=True)
 
 
 orchestrator_only = pytest.mark.orchestrator_only
@@ -45,11 +47,14 @@ orchestrator_only = pytest.mark.orchestrator_only
 
 @pytest.fixture(autouse=True)
 def executor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The executor the test's `elt run` uses (through the ELT_* variables it inherits)."""
+    """The executor the test's `elt run` uses (through the ELT_* variables it inherits); with
+    `local-history-in-postgres`, the local one with the system database in a fresh PostgreSQL database."""
     if request.param == "celery":
         workers: Cluster = request.getfixturevalue("redis_workers")
         for name, value in workers.env.items():
             monkeypatch.setenv(name, value)
+    if request.param == "local-history-in-postgres":
+        monkeypatch.setenv("ELT_SYSTEM_DB", request.getfixturevalue("system_db"))
     return str(request.param)
 
 
@@ -419,8 +424,9 @@ def test_a_sync_whose_state_id_another_run_holds_refuses_or_waits(write_project)
     (project / "items.csv").write_text("id\n1\n")
     holder = subprocess.Popen([
         str(BIN / "python"), "-c",
-        "import time; from pathlib import Path; from elt.state import StateStore\n"
-        "store = StateStore(Path('.elt/elt.db'))\n"
+        "import time; from pathlib import Path; from elt.project import load_project\n"
+        "from elt.state.settings import open_state_store\n"
+        "store = open_state_store(load_project(Path('.')))\n"
         "with store.lock('default:tap-files-to-target-duckdb', run_id='other-run'):\n"
         "    print('held', flush=True); time.sleep(4)",
     ], cwd=project, stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -575,9 +581,9 @@ def test_dbt_steps_and_elt_build_refuse_while_another_run_holds_the_dbt_project(
     holder = subprocess.Popen([
         str(BIN / "python"), "-c",
         "import time; from pathlib import Path\n"
-        "from elt.project import load_project; from elt.state import StateStore\n"
+        "from elt.project import load_project; from elt.state.settings import open_state_store\n"
         "from elt.steps.dbt import dbt_lock_id\n"
-        "store = StateStore(Path('.elt/elt.db'))\n"
+        "store = open_state_store(load_project(Path('.')))\n"
         "with store.lock(dbt_lock_id(load_project(Path('.'))), run_id='nightly-run'):\n"
         "    print('held', flush=True); time.sleep(6)",
     ], cwd=project, stdout=subprocess.PIPE, text=True)  # fmt: skip

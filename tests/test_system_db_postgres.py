@@ -11,8 +11,6 @@ import shutil
 import subprocess
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -42,17 +40,6 @@ pipelines:
       - {name: wait, shell: "echo waiting; sleep 59"}
       - {name: after, shell: echo after, needs: [wait]}
 """
-
-
-@pytest.fixture
-def system_db(postgres_dsn: str) -> Iterator[str]:
-    """The URL of a fresh PostgreSQL database, dropped after the test."""
-    name = f"elt_sys_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
