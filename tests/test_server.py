@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.conftest import BIN, run_elt
@@ -83,6 +85,17 @@ class Server:
     project: Path
     url: str
     tokens: dict[str, str]  # role -> token
+    system_db: str | None = None  # the PostgreSQL URL of `system_db`; None: .elt/elt.db
+
+    def stored(self) -> bytes:
+        """Everything the system database holds, as bytes."""
+        if self.system_db is None:
+            return b"".join(_read_if_there(p) for p in (self.project / ".elt").glob("elt.db*"))
+        with psycopg.connect(self.system_db) as conn:
+            listed = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'elt_system'"
+            tables = [r[0] for r in conn.execute(listed)]
+            rows = [conn.execute(f"SELECT * FROM elt_system.{t}").fetchall() for t in tables]
+        return str(rows).encode()
 
     def call(
         self, method: str, path: str, *, role: str | None = None, token: str | None = None,
@@ -121,10 +134,27 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`elt serve` of a project whose system database is .elt/elt.db, then one whose is PostgreSQL."""
+    if request.param == "sqlite":
+        yield from _serve(tmp_path_factory, None)
+        return
+    dsn = request.getfixturevalue("postgres_dsn")
+    name = f"elt_serve_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield from _serve(tmp_path_factory, f"postgresql://postgres@127.0.0.1:5432/{name}")
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _serve(tmp_path_factory: pytest.TempPathFactory, system_db: str | None) -> Iterator[Server]:
     project = tmp_path_factory.mktemp("served")
-    (project / "elt.yml").write_text(ELT_YML, encoding="utf-8")
+    text = ELT_YML + (f"system_db: {system_db}\n" if system_db else "")
+    (project / "elt.yml").write_text(text, encoding="utf-8")
     (project / ".env").write_text(f"SHOP_API_TOKEN={SECRET}\nSHOP_KEY={STORED}\n", encoding="utf-8")
     tokens = {
         role: run_elt(
@@ -133,19 +163,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         for role in ("viewer", "operator", "admin")
     }
     # calls of an earlier server: one older than `audit_days`, which goes once the server records a call
-    with closing(sqlite3.connect(project / ".elt" / "elt.db")) as db, db:
-        for days in (40, 10):
-            at = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds")
-            db.execute(
-                "INSERT INTO api_audit(at, method, path, status, seconds) VALUES (?, 'GET', ?, 200, 0)",
-                (at, f"/api/old-{days}"),
-            )
+    old = [
+        ((datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds"), f"/api/old-{days}")
+        for days in (40, 10)
+    ]
+    insert = "INSERT INTO api_audit(at, method, path, status, seconds) VALUES ({0}, 'GET', {0}, 200, 0)"
+    if system_db is None:
+        with closing(sqlite3.connect(project / ".elt" / "elt.db")) as db, db:
+            db.executemany(insert.format("?"), old)
+    else:
+        with psycopg.connect(system_db, autocommit=True) as pg:
+            pg.cursor().executemany(insert.format("%s").replace("api_audit", "elt_system.api_audit"), old)
     port = free_port()
     log = (project / "serve.log").open("w")
     process = subprocess.Popen(
         [str(BIN / "elt"), "serve", "--port", str(port)], cwd=project, stdout=log, stderr=subprocess.STDOUT
     )
-    served = Server(project, f"http://127.0.0.1:{port}", tokens)
+    served = Server(project, f"http://127.0.0.1:{port}", tokens, system_db)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -382,7 +416,8 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(server: Server) -> None:
     token, token_id = created.json["token"], created.json["id"]
     assert server.call("GET", "/api/pipelines", token=token).status == 200
 
-    stored = b"".join(_read_if_there(p) for p in (server.project / ".elt").glob("elt.db*"))
+    stored = server.stored()
+    assert token_id.encode() in stored  # what is looked at is where tokens are
     for value in (token, *server.tokens.values()):
         assert value.encode() not in stored
         secret = value.split("_", 2)[2]  # elt_<id>_<secret>: the id is stored, the secret must not be
