@@ -2,7 +2,8 @@
 that the test moves forward: a one-minute schedule fires once per slot, restarts fire nothing twice,
 missed slots follow `catchup`, two schedulers share the slots, SIGTERM lets a run finish or interrupts it,
 file triggers (a local folder, an S3 prefix) run a pipeline once per file version with the paths in a
-variable, completion triggers follow a successful run, and `elt trigger fire` starts a run at once."""
+variable, completion triggers follow a successful run, and `elt trigger fire` starts a run at once. Each
+test runs with the system database in `.elt/elt.db`, then in a fresh PostgreSQL database (ELT_SYSTEM_DB)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 
 from elt.runs import RunLog, RunRecord
-from elt.systemdb import connect
+from elt.systemdb import Location, connect, exists
 from tests.conftest import BIN, run_elt
 from tests.test_state_backends import _s3_client, moto_endpoint  # noqa: F401  (a session fixture)
 
@@ -55,11 +56,21 @@ def wait_for(check: Callable[[], T], timeout: float = 20.0, what: str = "the con
         time.sleep(0.05)
 
 
+@pytest.fixture(autouse=True, params=["sqlite", "postgres"])
+def history(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the system database is: `.elt/elt.db`, or a PostgreSQL database of the test's own."""
+    if request.param == "postgres":
+        monkeypatch.setenv("ELT_SYSTEM_DB", request.getfixturevalue("system_db"))
+    return str(request.param)
+
+
+def system_db(project: Path) -> Location:
+    return os.environ.get("ELT_SYSTEM_DB") or project / ".elt" / "elt.db"
+
+
 def finished_runs(project: Path, name: str | None = None) -> list[RunRecord]:
     """Runs of `elt run` kind that ended, oldest first."""
-    records = (
-        RunLog(project / ".elt" / "elt.db").recent(200) if (project / ".elt" / "elt.db").exists() else []
-    )
+    records = RunLog(system_db(project)).recent(200) if exists(system_db(project)) else []
     done = [
         r for r in records if r.kind == "run" and r.status != "running" and (name is None or r.name == name)
     ]
@@ -67,16 +78,16 @@ def finished_runs(project: Path, name: str | None = None) -> list[RunRecord]:
 
 
 def all_runs(project: Path) -> list[RunRecord]:
-    if not (project / ".elt" / "elt.db").exists():
+    if not exists(system_db(project)):
         return []
-    return [r for r in RunLog(project / ".elt" / "elt.db").recent(200) if r.kind == "run"]
+    return [r for r in RunLog(system_db(project)).recent(200) if r.kind == "run"]
 
 
 def seen(project: Path, name: str) -> bool:
     """Whether a scheduler has looked at schedule or trigger `name` (`schedule:X`) at least once."""
-    if not (project / ".elt" / "elt.db").exists():
+    if not exists(system_db(project)):
         return False
-    conn = connect(project / ".elt" / "elt.db")
+    conn = connect(system_db(project))
     try:
         return conn.execute("SELECT 1 FROM schedule_baselines WHERE name = ?", (name,)).fetchone() is not None
     finally:
