@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 TASK_NAME = "elt.attempt"
 _LOG_TAIL_BYTES = 1 << 20  # a log sent back with the result (no shared folder), at most this much
 _POLL_SECONDS = 0.1
-_RUN_CHECK_SECONDS = 2.0  # how often a step's run is looked up in a shared project's history
+_RUN_CHECK_SECONDS = 2.0  # how often a running step's run is looked up in the run history
 _own_project: Path | None = None  # the worker's project, for requests naming a folder it does not have
 _log = logging.getLogger("elt.worker")
 
@@ -189,8 +189,7 @@ def run_worker(
     _own_project = project.root
     hostname = name or f"elt-{os.getpid()}@{socket.gethostname()}"
     tty = sys.stderr.isatty()
-    # a receiver of setup_logging replaces Celery's own logging set-up with ours
-    # ours from the first line on (Celery warns of root before it sets up logging); a receiver of
+    # our logging from the first line on (Celery warns of root before it sets up logging); a receiver of
     # setup_logging keeps Celery from setting up its own
     _setup_logging(tty)
     signals.setup_logging.connect(lambda **_: None, weak=False)
