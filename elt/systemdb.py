@@ -254,20 +254,29 @@ class _PgConnection:
         except psycopg.Error as error:
             reason = mask(str(error).strip().replace(url, mask_uri(url)))
             raise EltError(f"the system database {mask_uri(url)} could not be opened: {reason}") from None
-        with _pg_lock:
-            if url not in _pg_ready:
-                with self.conn.transaction():
-                    # one process at a time creates the tables (PostgreSQL's IF NOT EXISTS is not atomic)
-                    self.conn.execute("SELECT pg_advisory_xact_lock(74110001)")
-                    self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
-                    self.conn.execute(f"SET LOCAL search_path TO {PG_SCHEMA}")
-                    self.conn.execute(_pg_ddl(SCHEMA))
-                    for table, column, kind in _ADDED_COLUMNS:
-                        self.conn.execute(
-                            _pg_ddl(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
-                        )
-                _pg_ready.add(url)
-        self.conn.execute(f"SET search_path TO {PG_SCHEMA}")
+        try:
+            with _pg_lock:
+                if url not in _pg_ready:
+                    self._create_tables()
+                    _pg_ready.add(url)
+            self.conn.execute(f"SET search_path TO {PG_SCHEMA}")
+        except psycopg.Error as error:
+            self.conn.close()
+            raise EltError(
+                f"the system database {mask_uri(url)}: the schema {PG_SCHEMA} could not be made ready: "
+                f"{mask(str(error).strip())}",
+                hint=f"the user needs CREATE on the database, or the schema {PG_SCHEMA} made for it",
+            ) from None
+
+    def _create_tables(self) -> None:
+        with self.conn.transaction():
+            # one process at a time creates the tables (PostgreSQL's IF NOT EXISTS is not atomic)
+            self.conn.execute("SELECT pg_advisory_xact_lock(74110001)")
+            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+            self.conn.execute(f"SET LOCAL search_path TO {PG_SCHEMA}")
+            self.conn.execute(_pg_ddl(SCHEMA))
+            for table, column, kind in _ADDED_COLUMNS:
+                self.conn.execute(_pg_ddl(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"))
 
     def execute(self, statement: str, params: Any = ()) -> Any:
         if not params:  # psycopg reads no placeholders (nor `%`) in a statement without parameters

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -126,7 +127,7 @@ def test_a_run_is_cancelled_from_another_machine_and_a_vanished_one_shows_died(
 
 
 def test_a_system_db_that_is_not_postgres_or_cannot_be_reached_is_a_clear_error(
-    machines: tuple[Path, Path, dict[str, str]],
+    machines: tuple[Path, Path, dict[str, str]], system_db: str, postgres_dsn: str
 ) -> None:
     first, _, _ = machines
     wrong = run_elt("runs", cwd=first, env={"SHOP_SYSTEM_DB": "mysql://root@127.0.0.1/elt"}, check=False)
@@ -139,3 +140,16 @@ def test_a_system_db_that_is_not_postgres_or_cannot_be_reached_is_a_clear_error(
         unreachable.stderr
     )
     assert "hunter2-secret" not in unreachable.stderr + unreachable.stdout
+    # a user that may not create the schema elt_system: told so, with what to do
+    role = f"elt_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        as_reader = system_db.replace("postgresql://postgres@", f"postgresql://{role}@")
+        refused = run_elt("runs", cwd=first, env={"SHOP_SYSTEM_DB": as_reader}, check=False)
+        assert refused.returncode == 2
+        assert "the schema elt_system could not be made ready: permission denied" in refused.stderr
+        assert "the user needs CREATE on the database" in refused.stderr
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
