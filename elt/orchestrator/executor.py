@@ -605,9 +605,7 @@ class _Execution:
                 if task.state != "running":
                     continue
                 task.state = "done"
-                self.runs.attempt(self.record.run_id, AttemptRecord(
-                    task.name, task.attempt, "cancelled", task.started_at or now(), now(),
-                    time.monotonic() - task.started, error, str(task.log_file), task.worker))  # fmt: skip
+                self._cut_short(task, "cancelled", error)
                 if task.name != task.node:  # a for_each instance: a row of its own
                     self._finish_record(StepResult(
                         task.name, task.spec.kind, "cancelled", time.monotonic() - task.first_started,
@@ -639,13 +637,17 @@ class _Execution:
             for task in tasks:
                 if task.state != "running":
                     continue
-                self.runs.attempt(self.record.run_id, AttemptRecord(
-                    task.name, task.attempt, "failed", task.started_at or now(), now(),
-                    time.monotonic() - task.started, error, str(task.log_file), task.worker))  # fmt: skip
+                self._cut_short(task, "failed", error)
                 self.runs.step(self.record, StepRecord(
                     task.position, task.name, task.spec.kind, "failed", None, now(),
                     time.monotonic() - task.first_started, {}, error, attempts=task.attempt,
                     log_file=str(task.log_file)))  # fmt: skip
+
+    def _cut_short(self, task: _Task, status: str, error: str) -> None:
+        """Record the running attempt of `task`, stopped by the run, as `status` with `error`."""
+        self.runs.attempt(self.record.run_id, AttemptRecord(
+            task.name, task.attempt, status, task.started_at or now(), now(),
+            time.monotonic() - task.started, error, str(task.log_file), task.worker))  # fmt: skip
 
     def _position(self, name: str) -> int:
         node = name.split("[", 1)[0]
