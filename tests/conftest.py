@@ -11,6 +11,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,15 +103,24 @@ def pg_schema(postgres_dsn: str) -> Iterator[str]:
         conn.execute(f"drop schema if exists {name} cascade")
 
 
-@pytest.fixture
-def system_db(postgres_dsn: str) -> Iterator[str]:
-    """The URL of a fresh PostgreSQL database for a project's `system_db`, dropped after the test."""
+@contextmanager
+def fresh_database(postgres_dsn: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped (connections and all) at the end."""
     name = f"elt_sys_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def system_db(postgres_dsn: str) -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for a project's `system_db`, dropped after the test."""
+    with fresh_database(postgres_dsn) as url:
+        yield url
 
 
 @pytest.fixture

@@ -64,13 +64,13 @@ def history(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     return str(request.param)
 
 
-def system_db(project: Path) -> Location:
+def history_of(project: Path) -> Location:
     return os.environ.get("ELT_SYSTEM_DB") or project / ".elt" / "elt.db"
 
 
 def finished_runs(project: Path, name: str | None = None) -> list[RunRecord]:
     """Runs of `elt run` kind that ended, oldest first."""
-    records = RunLog(system_db(project)).recent(200) if exists(system_db(project)) else []
+    records = RunLog(history_of(project)).recent(200) if exists(history_of(project)) else []
     done = [
         r for r in records if r.kind == "run" and r.status != "running" and (name is None or r.name == name)
     ]
@@ -78,16 +78,16 @@ def finished_runs(project: Path, name: str | None = None) -> list[RunRecord]:
 
 
 def all_runs(project: Path) -> list[RunRecord]:
-    if not exists(system_db(project)):
+    if not exists(history_of(project)):
         return []
-    return [r for r in RunLog(system_db(project)).recent(200) if r.kind == "run"]
+    return [r for r in RunLog(history_of(project)).recent(200) if r.kind == "run"]
 
 
 def seen(project: Path, name: str) -> bool:
     """Whether a scheduler has looked at schedule or trigger `name` (`schedule:X`) at least once."""
-    if not exists(system_db(project)):
+    if not exists(history_of(project)):
         return False
-    conn = connect(system_db(project))
+    conn = connect(history_of(project))
     try:
         return conn.execute("SELECT 1 FROM schedule_baselines WHERE name = ?", (name,)).fetchone() is not None
     finally:

@@ -15,7 +15,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import BIN, run_elt
+from tests.conftest import BIN, fresh_database, run_elt
 
 SECRET = "s3cr3t-value-4711"  # in .env, under a name that says it is secret
 STORED = "plain-looking-8642"  # in .env, used as ${secret:SHOP_KEY}: secret because elt.yml says so
@@ -140,15 +139,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     if request.param == "sqlite":
         yield from _serve(tmp_path_factory, None)
         return
-    dsn = request.getfixturevalue("postgres_dsn")
-    name = f"elt_serve_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield from _serve(tmp_path_factory, f"postgresql://postgres@127.0.0.1:5432/{name}")
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database(request.getfixturevalue("postgres_dsn")) as url:
+        yield from _serve(tmp_path_factory, url)
 
 
 def _serve(tmp_path_factory: pytest.TempPathFactory, system_db: str | None) -> Iterator[Server]:
